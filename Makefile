@@ -1,0 +1,31 @@
+# The two entry points of the README: `make demo` and `make test`. Both create the venv if missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Offline-safe defaults (see README "Dependency notes"): laion_clap stalls ~11 min at import without
+# HF_HUB_OFFLINE when there is no network; Ray listens on loopback only and writes no auth token.
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
+export RAY_AUTH_MODE ?= disabled
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test bench clean
+
+$(VENV)/.avvp-installed: pyproject.toml constraints.txt tools/setup_env.sh tools/install_torch_cuda_stub.sh tools/torch_cuda_stub.c
+	bash tools/setup_env.sh $(VENV)
+	touch $@
+
+setup: $(VENV)/.avvp-installed
+
+demo: setup
+	$(PY) -m avvp.pipeline.demo --out demo_out
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: setup
+	$(PY) benchmarks/extract.py
+	$(PY) benchmarks/train.py
+
+clean:
+	rm -rf demo_out .pytest_cache

@@ -1,0 +1,1 @@
+"""LLP metadata, the HDF5 store, prediction files and synthetic data."""

@@ -1,0 +1,535 @@
+"""The HDF5 store: one file per dataset holding video metadata, labels, features and pseudo-labels.
+
+Schema (documented for users in docs/store.md):
+
+    /videos/{id,source,split}  (N,) utf-8 str      /videos/duration (N,) float32   /videos/has_audio (N,) bool
+    /labels/classes (K,) str   /labels/weak (N,K) uint8
+    /features/<name> (N,L,D)   /zeroshot/<name> (N,10,K)   /pseudo/{audio,visual} (N,10,K)  /pseudo/eiou (N,10,10)
+    /gt/{audio,visual} (N,10,K) uint8 (synthetic data only: segment ground truth)
+    /text/<name> (K,D)         dataset-level arrays (no video axis)
+    /masks/<path> (N,) bool    which rows of a per-video array hold data (a video may lack a backbone)
+    /failures/{id,stage,message} (F,) str
+
+Crash safety. The main file is never modified in place. A `StoreWriter` journals what it receives into
+small shard files (`<path>.journal/*.h5`, each written to a temporary name, fsynced and renamed, so a
+shard is either complete or absent), and `commit()` merges main + shards into `<path>.tmp` and renames it
+over the main file. A kill at any moment leaves the previous main file intact plus complete shards; the
+next writer merges leftover shards first. Merging is an upsert keyed by video id, so replaying a shard
+twice changes nothing: no duplicates, no loss. The cost is one copy of the main file per commit, which
+writers do once per run (and readers never see a half-written file).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from avvp.data.classes import LLP_CLASSES
+
+STR = h5py.string_dtype("utf-8")
+VIDEO_FIELDS = ("id", "source", "split", "duration", "has_audio")
+# attributes that must agree when rows are added to an existing array: never mix weights in one array
+IDENTITY_ATTRS = ("backbone", "weights", "random_weights")
+DATASET_LEVEL_GROUPS = ("text",)
+
+
+class StoreError(RuntimeError):
+    """A store operation that cannot be done as asked (shape/weights mismatch, unknown video, ...)."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """Metadata of one video row."""
+
+    id: str
+    source: str = ""
+    split: str = ""
+    duration: float = 10.0
+    has_audio: bool = True
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: str
+    stage: str
+    message: str
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        _fsync_path(path)
+
+
+def _is_per_video(path: str) -> bool:
+    group = path.split("/", 1)[0]
+    return group not in DATASET_LEVEL_GROUPS and path not in ("labels/classes",) and not path.startswith(
+        ("videos/", "masks/", "failures/")
+    )
+
+
+def _list_arrays(f: h5py.File) -> list[str]:
+    names: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            names.append(name)
+
+    f.visititems(visit)
+    return names
+
+
+def _read_str(ds: h5py.Dataset) -> np.ndarray:
+    return np.asarray(ds.asstr()[()], dtype=object)
+
+
+# --------------------------------------------------------------------------------------------- reading
+class Store:
+    """Read access to a store file. Use as a context manager or call `close()`.
+
+    `read(path, ids=None)` returns a per-video array in the order of `ids` (default: all rows),
+    `mask(path)` says which rows hold data, `attrs(path)` the array's attributes.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"store {self.path} does not exist")
+        self._f = h5py.File(self.path, "r")
+        self.ids: np.ndarray = _read_str(self._f["videos/id"]) if "videos/id" in self._f else np.array([], object)
+        self._index = {vid: i for i, vid in enumerate(self.ids)}
+
+    # -- lifecycle
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- metadata
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def classes(self) -> list[str]:
+        if "labels/classes" in self._f:
+            return list(_read_str(self._f["labels/classes"]))
+        return list(LLP_CLASSES)
+
+    def video_field(self, name: str) -> np.ndarray:
+        ds = self._f[f"videos/{name}"]
+        return _read_str(ds) if ds.dtype.kind == "O" else ds[()]
+
+    def videos(self) -> list[VideoRecord]:
+        cols = {name: self.video_field(name) for name in VIDEO_FIELDS if f"videos/{name}" in self._f}
+        return [
+            VideoRecord(
+                id=str(cols["id"][i]),
+                source=str(cols.get("source", [""] * len(self))[i]),
+                split=str(cols.get("split", [""] * len(self))[i]),
+                duration=float(cols["duration"][i]) if "duration" in cols else 10.0,
+                has_audio=bool(cols["has_audio"][i]) if "has_audio" in cols else True,
+            )
+            for i in range(len(self))
+        ]
+
+    def index(self, ids: Iterable[str]) -> np.ndarray:
+        """Row numbers of `ids`; unknown ids raise a StoreError naming them."""
+        ids = list(ids)
+        missing = [v for v in ids if v not in self._index]
+        if missing:
+            raise StoreError(f"{len(missing)} ids not in {self.path}: {missing[:10]}")
+        return np.array([self._index[v] for v in ids], dtype=np.int64)
+
+    def split_ids(self, split: str) -> np.ndarray:
+        return self.ids[self.video_field("split") == split] if len(self) else self.ids
+
+    def contains(self, video_id: str) -> bool:
+        return video_id in self._index
+
+    # -- arrays
+    def has(self, path: str) -> bool:
+        return path.strip("/") in self._f
+
+    def arrays(self) -> list[str]:
+        return [n for n in _list_arrays(self._f) if not n.startswith(("videos/", "masks/", "failures/"))]
+
+    def attrs(self, path: str) -> dict[str, Any]:
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._f[path.strip("/")].attrs.items()}
+
+    def mask(self, path: str) -> np.ndarray:
+        path = path.strip("/")
+        if f"masks/{path}" in self._f:
+            return self._f[f"masks/{path}"][()].astype(bool)
+        if path in self._f:
+            return np.ones(len(self), dtype=bool)
+        return np.zeros(len(self), dtype=bool)
+
+    def read(self, path: str, ids: Sequence[str] | None = None) -> np.ndarray:
+        path = path.strip("/")
+        if path not in self._f:
+            raise StoreError(f"{self.path} has no array /{path}")
+        ds = self._f[path]
+        if ids is None or not _is_per_video(path):
+            return _read_str(ds) if ds.dtype.kind == "O" else ds[()]
+        rows = self.index(ids)
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        unique_rows, inverse = np.unique(sorted_rows, return_inverse=True)
+        data = ds[unique_rows] if len(unique_rows) else ds[0:0]
+        out = np.empty((len(rows),) + ds.shape[1:], dtype=data.dtype)
+        out[order] = data[inverse]
+        return out
+
+    def failures(self) -> list[Failure]:
+        if "failures/id" not in self._f:
+            return []
+        cols = [_read_str(self._f[f"failures/{c}"]) for c in ("id", "stage", "message")]
+        return [Failure(str(a), str(b), str(c)) for a, b, c in zip(*cols)]
+
+
+# --------------------------------------------------------------------------------------------- writing
+class _Pending:
+    """What a writer has received since its last flush."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, VideoRecord | None] = {}  # None = rows for an existing video, no metadata
+        self.rows: dict[str, dict[str, np.ndarray]] = {}  # path -> id -> array
+        self.attrs: dict[str, dict[str, Any]] = {}
+        self.dataset_arrays: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+        self.failures: list[Failure] = []
+        self.resolved: list[tuple[str, str]] = []  # (id, stage) failure rows to drop
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.dataset_arrays) + len(self.failures) + len(self.resolved)
+
+
+class StoreWriter:
+    """Journaled writer. One writer per store at a time (an exclusive lock file enforces it).
+
+    Usage:
+        with StoreWriter("data.h5") as w:
+            w.add_video(VideoRecord("vid1", split="train"), {"features/clip": arr}, {"features/clip": attrs})
+            w.add_failure("vid2", "decode", "no video stream")
+        # commit() on exit merges everything into data.h5 atomically
+    """
+
+    def __init__(self, path: str | os.PathLike, *, classes: Sequence[str] = LLP_CLASSES, flush_every: int = 32):
+        self.path = Path(path)
+        self.journal = Path(str(self.path) + ".journal")
+        self.classes = list(classes)
+        self.flush_every = flush_every
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(str(self.path) + ".lock", "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise StoreError(f"another process is writing {self.path} (lock {self.path}.lock is held)") from None
+        self._pending = _Pending()
+        self._token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._seq = 0
+        # recover: merge complete shards left by a killed writer, drop its half-written temporaries
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(self.path) + ".tmp")
+        if self.journal.exists():
+            for tmp in self.journal.glob("*.tmp"):
+                tmp.unlink()
+            if any(self.journal.glob("*.h5")):
+                self._merge()
+
+    # -- lifecycle
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._lock_file.closed:
+            return
+        try:
+            self.commit()
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+
+    # -- receiving data
+    def add_video(
+        self,
+        record: VideoRecord,
+        arrays: Mapping[str, np.ndarray] | None = None,
+        attrs: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        resolves: Iterable[str] = (),
+    ) -> None:
+        """Add or update one video row. `arrays` are per-video arrays keyed by store path; `resolves`
+        names failure stages of this video that this success supersedes (their rows are dropped)."""
+        self._pending.records[record.id] = record
+        self._put_rows(record.id, arrays or {}, attrs or {})
+        self._pending.resolved.extend((record.id, stage) for stage in resolves)
+        self._maybe_flush()
+
+    def set_rows(
+        self, path: str, ids: Sequence[str], values: np.ndarray, attrs: Mapping[str, Any] | None = None
+    ) -> None:
+        """Set one per-video array for existing videos (e.g. pseudo-labels for the whole store)."""
+        if len(ids) != len(values):
+            raise StoreError(f"set_rows {path}: {len(ids)} ids but {len(values)} rows")
+        for vid, row in zip(ids, values):
+            self._pending.records.setdefault(vid, None)
+            self._pending.rows.setdefault(path.strip("/"), {})[vid] = np.asarray(row)
+        if attrs is not None:
+            self._pending.attrs[path.strip("/")] = dict(attrs)
+        self._maybe_flush()
+
+    def set_dataset_array(self, path: str, value: np.ndarray, attrs: Mapping[str, Any] | None = None) -> None:
+        """Set an array without a video axis (e.g. /text/clip); replaces any previous value."""
+        self._pending.dataset_arrays[path.strip("/")] = (np.asarray(value), dict(attrs or {}))
+
+    def add_failure(self, video_id: str, stage: str, message: str) -> None:
+        self._pending.failures.append(Failure(video_id, stage, message))
+        self._maybe_flush()
+
+    def _put_rows(self, vid: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Mapping[str, Any]]) -> None:
+        for path, value in arrays.items():
+            path = path.strip("/")
+            if not _is_per_video(path):
+                raise StoreError(f"/{path} is not a per-video array; use set_dataset_array")
+            self._pending.rows.setdefault(path, {})[vid] = np.asarray(value)
+        for path, a in attrs.items():
+            self._pending.attrs[path.strip("/")] = dict(a)
+
+    def _maybe_flush(self) -> None:
+        if len(self._pending.records) + len(self._pending.failures) >= self.flush_every:
+            self.flush()
+
+    # -- journal
+    def flush(self) -> None:
+        """Write what is pending to a new shard (atomically). Cheap; does not touch the main file."""
+        if not len(self._pending):
+            return
+        self.journal.mkdir(exist_ok=True)
+        self._seq += 1
+        final = self.journal / f"{time.time_ns():020d}-{self._token}-{self._seq:06d}.h5"
+        tmp = final.with_suffix(".tmp")
+        _write_shard(tmp, self._pending, self.classes)
+        _fsync_path(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(self.journal)
+        self._pending = _Pending()
+
+    def commit(self) -> None:
+        """Flush, then merge the main file and all shards into a new main file (atomic rename)."""
+        self.flush()
+        if self.journal.exists() and any(self.journal.glob("*.h5")):
+            self._merge()
+        elif not self.path.exists():
+            _create_empty(self.path, self.classes)
+
+    def _merge(self) -> None:
+        shards = sorted(self.journal.glob("*.h5"))
+        tmp = Path(str(self.path) + ".tmp")
+        if self.path.exists():
+            shutil.copyfile(self.path, tmp)
+        else:
+            _create_empty(tmp, self.classes)
+        with h5py.File(tmp, "r+") as dst:
+            for shard in shards:
+                with h5py.File(shard, "r") as src:
+                    _merge_into(dst, src)
+        _fsync_path(tmp)
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+        for shard in shards:
+            shard.unlink()
+        with contextlib.suppress(OSError):
+            self.journal.rmdir()
+
+
+def _create_empty(path: Path, classes: Sequence[str]) -> None:
+    with h5py.File(path, "w") as f:
+        for name in ("id", "source", "split"):
+            f.create_dataset(f"videos/{name}", shape=(0,), maxshape=(None,), dtype=STR, chunks=(1024,))
+        f.create_dataset("videos/duration", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(1024,))
+        f.create_dataset("videos/has_audio", shape=(0,), maxshape=(None,), dtype=bool, chunks=(1024,))
+        f.create_dataset("labels/classes", data=np.array(list(classes), dtype=object), dtype=STR)
+        for name in ("id", "stage", "message"):
+            f.create_dataset(f"failures/{name}", shape=(0,), maxshape=(None,), dtype=STR, chunks=(256,))
+        from avvp import __version__
+
+        f.attrs["avvp_version"] = __version__
+        f.attrs["schema"] = "avvp-store/1"
+
+
+def _write_shard(path: Path, pending: _Pending, classes: Sequence[str]) -> None:
+    """A shard uses the store schema itself, plus /masks/videos saying which rows carry metadata."""
+    ids = list(pending.records)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("labels/classes", data=np.array(list(classes), dtype=object), dtype=STR)
+        recs = [pending.records[i] for i in ids]
+        f.create_dataset("videos/id", data=np.array(ids, dtype=object), dtype=STR)
+        f.create_dataset("masks/videos", data=np.array([r is not None for r in recs], dtype=bool))
+        f.create_dataset("videos/source", data=np.array([r.source if r else "" for r in recs], dtype=object), dtype=STR)
+        f.create_dataset("videos/split", data=np.array([r.split if r else "" for r in recs], dtype=object), dtype=STR)
+        f.create_dataset("videos/duration", data=np.array([r.duration if r else 0 for r in recs], dtype=np.float32))
+        f.create_dataset("videos/has_audio", data=np.array([r.has_audio if r else False for r in recs], dtype=bool))
+        for path_, by_id in pending.rows.items():
+            first = next(iter(by_id.values()))
+            data = np.zeros((len(ids),) + first.shape, dtype=first.dtype)
+            mask = np.zeros(len(ids), dtype=bool)
+            for row, vid in enumerate(ids):
+                if vid in by_id:
+                    value = by_id[vid]
+                    if value.shape != first.shape:
+                        raise StoreError(f"/{path_}: video {vid} has shape {value.shape}, others {first.shape}")
+                    data[row] = value
+                    mask[row] = True
+            ds = f.create_dataset(path_, data=data)
+            for k, v in pending.attrs.get(path_, {}).items():
+                ds.attrs[k] = v
+            f.create_dataset(f"masks/{path_}", data=mask)
+        for path_, (value, attrs) in pending.dataset_arrays.items():
+            ds = f.create_dataset(path_, data=value, dtype=STR if value.dtype.kind in "OU" else value.dtype)
+            for k, v in attrs.items():
+                ds.attrs[k] = v
+        for name, col in (("id", 0), ("stage", 1), ("message", 2)):
+            values = [(fl.id, fl.stage, fl.message)[col] for fl in pending.failures]
+            f.create_dataset(f"failures/{name}", data=np.array(values, dtype=object), dtype=STR)
+        res = pending.resolved
+        f.create_dataset("resolved/id", data=np.array([r[0] for r in res], dtype=object), dtype=STR)
+        f.create_dataset("resolved/stage", data=np.array([r[1] for r in res], dtype=object), dtype=STR)
+
+
+def _same_attr(a: Any, b: Any) -> bool:
+    if isinstance(a, bytes):
+        a = a.decode()
+    if isinstance(b, bytes):
+        b = b.decode()
+    try:
+        return bool(np.all(np.asarray(a) == np.asarray(b)))
+    except Exception:
+        return False
+
+
+def _merge_into(dst: h5py.File, src: h5py.File) -> None:
+    """Upsert the shard `src` into the open store `dst`, keyed by video id."""
+    dst_ids = list(_read_str(dst["videos/id"]))
+    index = {v: i for i, v in enumerate(dst_ids)}
+    src_ids = list(_read_str(src["videos/id"]))
+    has_meta = src["masks/videos"][()] if "masks/videos" in src else np.ones(len(src_ids), bool)
+    src_cols = {n: src[f"videos/{n}"][()] for n in VIDEO_FIELDS if n != "id"}
+    for n in ("source", "split"):
+        src_cols[n] = _read_str(src[f"videos/{n}"])
+    n_old = len(dst_ids)
+    new_ids = [v for v, m in zip(src_ids, has_meta) if m and v not in index]
+    orphans = [v for v, m in zip(src_ids, has_meta) if not m and v not in index]
+    if orphans:
+        raise StoreError(f"rows given for {len(orphans)} videos that are not in the store: {orphans[:10]}")
+    for v in new_ids:
+        index[v] = len(index)
+    n_new = len(index)
+    if n_new != n_old:
+        for name in VIDEO_FIELDS:
+            dst[f"videos/{name}"].resize((n_new,))
+        dst["videos/id"][n_old:n_new] = np.array(new_ids, dtype=object)
+        for ds_name in _list_arrays(dst):
+            if ds_name.startswith("videos/") or ds_name.startswith("failures/") or not (
+                ds_name.startswith("masks/") or _is_per_video(ds_name)
+            ):
+                continue
+            ds = dst[ds_name]
+            ds.resize((n_new,) + ds.shape[1:])
+            ds[n_old:n_new] = np.zeros((n_new - n_old,) + ds.shape[1:], dtype=ds.dtype)
+    dst_rows = np.array([index[v] for v in src_ids], dtype=np.int64)
+    meta_rows = dst_rows[has_meta.astype(bool)]
+    if len(meta_rows):
+        order = np.argsort(meta_rows)
+        for name, col in src_cols.items():
+            values = np.asarray(col)[has_meta.astype(bool)][order]
+            target = dst[f"videos/{name}"]
+            # h5py fancy writes need increasing indices; rows are unique per shard
+            target[meta_rows[order]] = values
+    for ds_name in _list_arrays(src):
+        if ds_name.startswith(("videos/", "masks/", "failures/", "resolved/")) or ds_name == "labels/classes":
+            continue
+        sds = src[ds_name]
+        if not _is_per_video(ds_name):
+            if ds_name in dst:
+                del dst[ds_name]
+            ds = dst.create_dataset(ds_name, data=sds[()], dtype=sds.dtype)
+            for k, v in sds.attrs.items():
+                ds.attrs[k] = v
+            continue
+        smask = src[f"masks/{ds_name}"][()].astype(bool)
+        if ds_name not in dst:
+            shape = (n_new,) + sds.shape[1:]
+            chunks = (1,) + sds.shape[1:] if np.prod(sds.shape[1:]) * sds.dtype.itemsize > 4096 else None
+            dst.create_dataset(ds_name, shape=shape, maxshape=(None,) + sds.shape[1:], dtype=sds.dtype,
+                               chunks=chunks or True, fillvalue=0)
+            dst.create_dataset(f"masks/{ds_name}", shape=(n_new,), maxshape=(None,), dtype=bool, fillvalue=False)
+            for k, v in sds.attrs.items():
+                dst[ds_name].attrs[k] = v
+        dds = dst[ds_name]
+        if dds.shape[1:] != sds.shape[1:]:
+            raise StoreError(f"/{ds_name}: store has rows of shape {dds.shape[1:]}, new rows {sds.shape[1:]}")
+        if dds.dtype != sds.dtype:
+            raise StoreError(f"/{ds_name}: store has dtype {dds.dtype}, new rows {sds.dtype}")
+        dmask = dst[f"masks/{ds_name}"]
+        if dmask[()].any():
+            for key in IDENTITY_ATTRS:
+                if key in sds.attrs and key in dds.attrs and not _same_attr(sds.attrs[key], dds.attrs[key]):
+                    raise StoreError(
+                        f"/{ds_name}: store holds {key}={dds.attrs[key]!r}, new rows have {key}={sds.attrs[key]!r}; "
+                        "write them to another store (arrays never mix weights)"
+                    )
+        for k, v in sds.attrs.items():
+            dds.attrs[k] = v
+        rows = dst_rows[smask]
+        if len(rows):
+            order = np.argsort(rows)
+            dds[rows[order]] = sds[()][smask][order]
+            mask_values = dmask[()]
+            mask_values[rows] = True
+            dmask[...] = mask_values
+    # failures: drop rows superseded by this shard's successes or replaced by its new failures
+    f_ids = list(_read_str(dst["failures/id"]))
+    f_stages = list(_read_str(dst["failures/stage"]))
+    f_msgs = list(_read_str(dst["failures/message"]))
+    new_fail = list(zip(_read_str(src["failures/id"]), _read_str(src["failures/stage"]), _read_str(src["failures/message"])))
+    drop = set(zip(_read_str(src["resolved/id"]), _read_str(src["resolved/stage"]))) if "resolved/id" in src else set()
+    drop |= {(a, b) for a, b, _ in new_fail}
+    kept = [(a, b, c) for a, b, c in zip(f_ids, f_stages, f_msgs) if (a, b) not in drop] + [tuple(x) for x in new_fail]
+    for col, name in enumerate(("id", "stage", "message")):
+        ds = dst[f"failures/{name}"]
+        ds.resize((len(kept),))
+        if kept:
+            ds[...] = np.array([row[col] for row in kept], dtype=object)
+
+
+@contextlib.contextmanager
+def open_store(path: str | os.PathLike) -> Iterator[Store]:
+    store = Store(path)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -1,0 +1,117 @@
+"""The backbone contract shared by every feature extractor.
+
+A backbone turns decoded videos into named arrays whose names are store paths:
+
+    {"features/clip": (10, 768) float32, "zeroshot/clip": (10, 25) float32}
+
+plus, once per dataset, label-text arrays such as {"text/clip": (25, 768)}. Each backbone lives in its
+own file under `avvp/extract/backbones/` and registers itself in `BACKBONES`; adding one is a file and a
+`@BACKBONES.register(...)` line (plus its import in `backbones/__init__.py`).
+
+Weights carry their own preprocessing and metadata (torchvision-style): a `WeightsSpec` says where the
+pretrained weights come from, which file name is expected under `--weights-dir`, and the preprocessing
+constants; the array attributes written to the store come from it.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, Sequence
+
+import numpy as np
+
+from avvp.registry import Registry
+
+
+class VideoInput(Protocol):
+    """What a backbone reads from a decoded video (see avvp.extract.decode.DecodedVideo)."""
+
+    frames: np.ndarray  # (80, H, W, 3) uint8 RGB, the reference 8 fps selection
+    audio_16k: np.ndarray  # (window*16000,) float32 mono
+    audio_48k: np.ndarray  # (window*48000,) float32 mono
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """One array a backbone produces per video: its store path, shape and storage attributes."""
+
+    path: str  # e.g. "features/clip" or "zeroshot/clip"
+    shape: tuple[int, ...]  # per-video shape, e.g. (10, 768)
+    dtype: str = "float32"
+    layout: str = ""  # human-readable axis description, e.g. "segment x dim"
+    attrs: dict[str, Any] = field(default_factory=dict)  # fps / sample_rate and the like
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """How to build a backbone. Never mutated; `dataclasses.replace` to derive variants."""
+
+    weights: str = "pretrained"  # "pretrained" | "random" (random only when asked for explicitly)
+    weights_dir: str | None = None  # offline weight files; None = the library's standard cache
+    device: str = "cpu"  # resolved device string ("cpu", "cuda", "cuda:1")
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16" | "fp16"
+    options: tuple[tuple[str, Any], ...] = ()  # backbone-specific options, e.g. (("model", "ViT-B-32"),)
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
+
+    def with_options(self, **kw: Any) -> "BackboneConfig":
+        merged = dict(self.options)
+        merged.update(kw)
+        return dataclasses.replace(self, options=tuple(sorted(merged.items())))
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights cannot be found offline; the message names the file and where to put it."""
+
+
+class Backbone(abc.ABC):
+    """Base class. Subclasses set `name`, implement `outputs()`, `extract_batch()`, and optionally
+    `dataset_arrays()` (label-text embeddings) — and register with `@BACKBONES.register(name)`."""
+
+    name: ClassVar[str] = ""
+    # which decoded streams the backbone reads; the executors decode only what is needed
+    needs_frames: ClassVar[bool] = False
+    needs_audio_16k: ClassVar[bool] = False
+    needs_audio_48k: ClassVar[bool] = False
+
+    def __init__(self, config: BackboneConfig):
+        self.config = config
+
+    @property
+    def random_weights(self) -> bool:
+        return self.config.weights == "random"
+
+    @abc.abstractmethod
+    def outputs(self) -> list[OutputSpec]:
+        """The per-video arrays this backbone writes."""
+
+    @abc.abstractmethod
+    def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
+        """One dict {store path: array} per input video, in input order."""
+
+    def dataset_arrays(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """Arrays stored once per dataset (e.g. "text/clip"), with their attributes."""
+        return {}
+
+    def weights_id(self) -> str:
+        """A short string naming the weights, stored as the `weights` attribute."""
+        return "random" if self.random_weights else self.name
+
+    def store_attrs(self, spec: OutputSpec) -> dict[str, Any]:
+        """Attributes written with each output array in the store."""
+        from avvp import __version__
+
+        return {
+            "backbone": self.name,
+            "weights": self.weights_id(),
+            "random_weights": bool(self.random_weights),
+            "layout": spec.layout,
+            "avvp_version": __version__,
+            **spec.attrs,
+        }
+
+
+BACKBONES: Registry[type[Backbone]] = Registry("backbone")

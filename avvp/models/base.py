@@ -1,0 +1,94 @@
+"""The contract between parsing models and the trainer.
+
+A parsing model is an `nn.Module` registered in `MODELS`. The trainer builds it with
+`build_model(name, config, input_dims)`, feeds it `Batch`es and gets `ModelOutput`s; the model also owns
+its loss (`model.loss(output, batch, epoch)`), because every paper's loss is part of the method.
+
+Inputs are named by role, not by backbone, so any backbone combination works:
+    batch.audio    (B, La, Da)  e.g. vggish (10,128), clap (10,512), clap_tokens (64,768)
+    batch.visual   (B, Lv, Dv)  e.g. resnet152 (80,2048), clip (10,768)
+    batch.motion   (B, 10, 512) r2plus1d, or None when the preset uses no 3D stream
+The model maps each to 10 segments itself (e.g. HAN pools 80 ResNet frames by 8, VALOR++ pools the CLAP
+token map), so the reference preprocessing lives with the method.
+
+Targets available to a loss (None when the store lacks them):
+    batch.weak (B,K) video labels; batch.pseudo_audio / pseudo_visual (B,10,K) segment pseudo-labels;
+    batch.refined_audio / refined_visual (B,K) modality-aware video labels (MA); batch.eiou (B,10,10);
+    batch.text (dict name -> (K,D) label-text embeddings, the same for every batch).
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from avvp.registry import Registry
+
+
+@dataclass
+class Batch:
+    audio: torch.Tensor
+    visual: torch.Tensor
+    motion: torch.Tensor | None
+    weak: torch.Tensor
+    index: torch.Tensor  # row numbers in the split, for models that need cross-sample bookkeeping
+    pseudo_audio: torch.Tensor | None = None
+    pseudo_visual: torch.Tensor | None = None
+    refined_audio: torch.Tensor | None = None
+    refined_visual: torch.Tensor | None = None
+    eiou: torch.Tensor | None = None
+    text: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        def move(x: Any) -> Any:
+            return x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x
+
+        return Batch(
+            **{k: move(v) for k, v in self.__dict__.items() if k != "text"},
+            text={k: v.to(device) for k, v in self.text.items()},
+        )
+
+    @property
+    def size(self) -> int:
+        return int(self.weak.shape[0])
+
+
+@dataclass
+class ModelOutput:
+    """What every model returns. Probabilities, not logits, in the fields the metric reads."""
+
+    video: torch.Tensor  # (B,K) fused video-level probability (the gate of the standard protocol)
+    audio_seg: torch.Tensor  # (B,10,K) audio segment probabilities
+    visual_seg: torch.Tensor  # (B,10,K) visual segment probabilities
+    audio_video: torch.Tensor | None = None  # (B,K) audio video-level probability (a_prob)
+    visual_video: torch.Tensor | None = None  # (B,K) visual video-level probability (v_prob)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # logits, attention maps, embeddings
+
+
+@dataclass(frozen=True)
+class InputDims:
+    """Shapes of the inputs in the store, resolved by the trainer from the chosen feature names."""
+
+    audio: tuple[int, int]  # (La, Da)
+    visual: tuple[int, int]  # (Lv, Dv)
+    motion: tuple[int, int] | None  # (10, 512) or None
+    num_classes: int = 25
+    text_dims: tuple[tuple[str, int], ...] = ()  # (("clip", 768), ("clap", 512)) when the store has them
+
+
+class ParsingModel(nn.Module, abc.ABC):
+    """Base class of every registered parsing model."""
+
+    @abc.abstractmethod
+    def forward(self, batch: Batch) -> ModelOutput:
+        """Predict segment- and video-level probabilities."""
+
+    @abc.abstractmethod
+    def loss(self, out: ModelOutput, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The method's training loss and its named parts (for metrics.jsonl). `epoch` counts from 1."""
+
+
+MODELS: Registry[type[ParsingModel]] = Registry("model")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create (or complete) the project's virtual environment. Usage: tools/setup_env.sh VENV_DIR
+# Order matters (measured, see README "Dependency notes"): torch alone first, so that no other
+# requirement can pull a multi-GB CUDA torch; then everything else in one resolve; then the CUDA
+# stand-ins that make the CUDA-built torchvision wheel import on a CPU torch.
+set -euo pipefail
+venv=${1:-.venv}
+here=$(cd "$(dirname "$0")/.." && pwd)
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+  else
+    echo "setup_env: ffmpeg/ffprobe not found and cannot be installed automatically; install ffmpeg" >&2; exit 1
+  fi
+fi
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+# torch: on the CPU build machine `torch==2.13.0` resolves to a local CPU wheel; AVVP_TORCH overrides
+if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  "${pip[@]}" "${AVVP_TORCH:-torch==2.13.0}"
+fi
+"${pip[@]}" -c "$here/constraints.txt" -e "$here[dev]"
+bash "$here/tools/install_torch_cuda_stub.sh" "$venv"
+"$venv/bin/python" -c "import torchvision, h5py, ray; print('setup_env: ok, torchvision', torchvision.__version__)"
