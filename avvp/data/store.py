@@ -246,6 +246,7 @@ class StoreWriter:
             self._lock_file.close()
             raise StoreError(f"another process is writing {self.path} (lock {self.path}.lock is held)") from None
         self._pending = _Pending()
+        self._known: dict[str, tuple[tuple[int, ...], str, dict[str, Any]]] = {}  # path -> (row shape, dtype, identity attrs)
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._seq = 0
         # recover: merge complete shards left by a killed writer, drop its half-written temporaries
@@ -256,6 +257,15 @@ class StoreWriter:
                 tmp.unlink()
             if any(self.journal.glob("*.h5")):
                 self._merge()
+        self._main_ids: set[str] = set()
+        if self.path.exists():
+            with h5py.File(self.path, "r") as f:
+                self._main_ids = set(_read_str(f["videos/id"]))
+                for name in _list_arrays(f):
+                    if _is_per_video(name) and not name.startswith(("videos/", "masks/", "failures/")):
+                        ds = f[name]
+                        ident = {k: ds.attrs[k] for k in IDENTITY_ATTRS if k in ds.attrs}
+                        self._known[name] = (ds.shape[1:], ds.dtype.str, ident)
 
     # -- lifecycle
     def __enter__(self) -> "StoreWriter":
@@ -284,8 +294,8 @@ class StoreWriter:
     ) -> None:
         """Add or update one video row. `arrays` are per-video arrays keyed by store path; `resolves`
         names failure stages of this video that this success supersedes (their rows are dropped)."""
+        self._put_rows(record.id, arrays or {}, attrs or {})  # validates before anything is recorded
         self._pending.records[record.id] = record
-        self._put_rows(record.id, arrays or {}, attrs or {})
         self._pending.resolved.extend((record.id, stage) for stage in resolves)
         self._maybe_flush()
 
@@ -295,6 +305,12 @@ class StoreWriter:
         """Set one per-video array for existing videos (e.g. pseudo-labels for the whole store)."""
         if len(ids) != len(values):
             raise StoreError(f"set_rows {path}: {len(ids)} ids but {len(values)} rows")
+        values = np.asarray(values)
+        unknown = [v for v in ids if v not in self._main_ids and self._pending.records.get(v) is None]
+        if unknown:
+            raise StoreError(f"set_rows /{path.strip('/')}: {len(unknown)} videos are not in the store: {list(unknown)[:10]}")
+        if len(values):
+            self._check(path.strip("/"), values[0], attrs)
         for vid, row in zip(ids, values):
             self._pending.records.setdefault(vid, None)
             self._pending.rows.setdefault(path.strip("/"), {})[vid] = np.asarray(row)
@@ -310,12 +326,34 @@ class StoreWriter:
         self._pending.failures.append(Failure(video_id, stage, message))
         self._maybe_flush()
 
+    def _check(self, path: str, value: np.ndarray, attrs: Mapping[str, Any] | None) -> None:
+        """Reject rows that could not be merged (checked here so a bad row never reaches the journal)."""
+        ident = {k: attrs[k] for k in IDENTITY_ATTRS if attrs and k in attrs}
+        known = self._known.get(path)
+        if known is None:
+            self._known[path] = (value.shape, value.dtype.str, ident)
+            return
+        shape, dtype, known_ident = known
+        if value.shape != shape:
+            raise StoreError(f"/{path}: store has rows of shape {shape}, new row {value.shape}")
+        if value.dtype.str != dtype:
+            raise StoreError(f"/{path}: store has dtype {np.dtype(dtype)}, new row {value.dtype}")
+        for key, v in ident.items():
+            if key in known_ident and not _same_attr(v, known_ident[key]):
+                raise StoreError(
+                    f"/{path}: store holds {key}={known_ident[key]!r}, new rows have {key}={v!r}; "
+                    "write them to another store (arrays never mix weights)"
+                )
+
     def _put_rows(self, vid: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Mapping[str, Any]]) -> None:
         for path, value in arrays.items():
             path = path.strip("/")
             if not _is_per_video(path):
                 raise StoreError(f"/{path} is not a per-video array; use set_dataset_array")
-            self._pending.rows.setdefault(path, {})[vid] = np.asarray(value)
+            value = np.asarray(value)
+            self._check(path, value, attrs.get(path) or attrs.get("/" + path))
+        for path, value in arrays.items():
+            self._pending.rows.setdefault(path.strip("/"), {})[vid] = np.asarray(value)
         for path, a in attrs.items():
             self._pending.attrs[path.strip("/")] = dict(a)
 
@@ -355,8 +393,17 @@ class StoreWriter:
             _create_empty(tmp, self.classes)
         with h5py.File(tmp, "r+") as dst:
             for shard in shards:
-                with h5py.File(shard, "r") as src:
-                    _merge_into(dst, src)
+                try:
+                    with h5py.File(shard, "r") as src:
+                        _merge_into(dst, src)
+                except (StoreError, OSError, KeyError) as err:
+                    # never replay a shard that cannot merge: set it aside for inspection and stop
+                    rejected = self.journal / "rejected"
+                    rejected.mkdir(exist_ok=True)
+                    os.replace(shard, rejected / shard.name)
+                    dst.close()
+                    tmp.unlink()
+                    raise StoreError(f"could not merge journal shard {shard.name} (moved to {rejected}): {err}") from err
         _fsync_path(tmp)
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
