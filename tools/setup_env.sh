@@ -19,7 +19,9 @@ fi
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
 # torch: on the CPU build machine `torch==2.13.0` resolves to a local CPU wheel; AVVP_TORCH overrides
 if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-  "${pip[@]}" "${AVVP_TORCH:-torch==2.13.0}"
+  # AVVP_TORCH may carry pip options (an index URL); word splitting is intended
+  # shellcheck disable=SC2086
+  "${pip[@]}" ${AVVP_TORCH:-torch==2.13.0}
 fi
 "${pip[@]}" -c "$here/constraints.txt" -e "$here[dev]"
 bash "$here/tools/install_torch_cuda_stub.sh" "$venv"

@@ -1,0 +1,105 @@
+"""`avvp-extract`: a folder of videos (or an LLP CSV + a folder) → features in the HDF5 store.
+
+Exit codes: 0 = every video succeeded (or was already in the store), 3 = some videos failed (see
+/failures in the store), 2 = the command could not start (bad arguments, weights unavailable).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from avvp.extract.backbones import BACKBONES, WeightsUnavailable
+from avvp.pipeline.core import ExtractionConfig, announce_random
+from avvp.pipeline.executors import ExecutorOptions, load_executors
+from avvp.pipeline.jobs import discover_folder, discover_llp
+
+
+def build_parser() -> argparse.ArgumentParser:
+    executors = load_executors()
+    p = argparse.ArgumentParser(prog="avvp-extract", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", type=Path, required=True, help="folder of video files (searched recursively)")
+    p.add_argument("--csv", type=Path, help="LLP CSV (filename, event_labels): ids, splits and weak labels come from it")
+    p.add_argument("--backbone", action="append", required=True, choices=BACKBONES.names(), help="repeatable")
+    p.add_argument("--out", type=Path, required=True, help="HDF5 store to create or complete")
+    p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
+                   help="'random' runs the architectures with random weights (recorded, announced)")
+    p.add_argument("--weights-dir", type=Path, help="folder with offline weight files (names in docs/backbones.md)")
+    p.add_argument("--executor", choices=executors.names(), default="ray" if "ray" in executors else "local")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")
+    p.add_argument("--start", type=float, default=0.0, help="window start in seconds (default 0)")
+    p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10, as LLP)")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per backbone forward")
+    p.add_argument("--clip-model", default=None, help="open_clip model name (default ViT-L-14, as VALOR)")
+    p.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag (default openai)")
+    p.add_argument("--clap-ckpt", default=None, help="laion_clap checkpoint name or path (default 630k-fusion-best.pt)")
+    p.add_argument("--address", default=None, help="Ray: 'auto' or ray://host:10001; default = embedded local Ray")
+    p.add_argument("--num-workers", type=int, default=None, help="Ray: model actors")
+    p.add_argument("--gpus-per-worker", type=float, default=None, help="Ray: GPUs per model actor (default 1 if GPUs)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
+    options = []
+    if args.clip_model or args.clip_pretrained:
+        clip_opts = []
+        if args.clip_model:
+            clip_opts.append(("model", args.clip_model))
+        if args.clip_pretrained:
+            clip_opts.append(("pretrained", args.clip_pretrained))
+        options.append(("clip", tuple(clip_opts)))
+    if args.clap_ckpt:
+        options.append(("clap", (("ckpt", args.clap_ckpt),)))
+    return ExtractionConfig(
+        backbones=tuple(dict.fromkeys(args.backbone)),
+        weights=args.weights,
+        weights_dir=str(args.weights_dir) if args.weights_dir else None,
+        device=args.device,
+        precision=args.precision,
+        decoder=args.decoder,
+        start=args.start,
+        window=args.window,
+        batch_videos=args.batch_size,
+        backbone_options=tuple(options),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    try:
+        if args.csv:
+            jobs, missing = discover_llp(args.videos, args.csv)
+        else:
+            jobs, missing = discover_folder(args.videos), []
+    except (FileNotFoundError, ValueError) as err:
+        print(f"avvp-extract: {err}", file=sys.stderr)
+        return 2
+    if missing:
+        from avvp.data.store import StoreWriter
+
+        with StoreWriter(args.out) as writer:
+            for m in missing:
+                writer.add_failure(m.id, "missing", m.message)
+        print(f"avvp-extract: {len(missing)} CSV rows have no video file (failure rows 'missing')", file=sys.stderr)
+    announce_random(cfg)
+    options = ExecutorOptions(
+        address=args.address, num_workers=args.num_workers,
+        gpus_per_worker=args.gpus_per_worker,
+        progress=not args.no_progress,
+    )
+    executor = load_executors().get(args.executor)
+    try:
+        summary = executor(jobs, cfg, str(args.out), options)
+    except WeightsUnavailable as err:
+        print(f"avvp-extract: {err}", file=sys.stderr)
+        return 2
+    summary.print()
+    return 3 if (summary.failed or missing) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The extraction work shared by every executor: decode a job, run backbones on a batch, write results.
+
+Executors (local loop, Ray) only decide *where* these functions run; the numbers are the same.
+
+    cfg = ExtractionConfig(backbones=("clip", "vggish"))
+    backbones = load_backbones(cfg)
+    decoded = decode_job(job, cfg)                  # DecodedVideo or StageFailure
+    results = run_backbones(backbones, [decoded])   # per video: arrays or a failure per backbone
+    sink.write(job, decoded, results[0])            # into the store, through the journaled writer
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from avvp.data.classes import LLP_CLASSES
+from avvp.data.store import Store, StoreWriter, VideoRecord
+from avvp.extract.backbones import BACKBONES, Backbone, BackboneConfig
+from avvp.pipeline.jobs import VideoJob
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """Everything that determines the numbers written (plus batching, which must not change them)."""
+
+    backbones: tuple[str, ...] = ("clip",)
+    weights: str = "pretrained"  # "pretrained" | "random"
+    weights_dir: str | None = None
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    precision: str = "auto"
+    decoder: str | None = None  # None = the measured default backend
+    start: float = 0.0
+    window: float = 10.0
+    batch_videos: int = 4  # videos per backbone forward
+    backbone_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (("clip", (("model","ViT-B-32"),)),)
+
+    def options_for(self, name: str) -> tuple[tuple[str, Any], ...]:
+        return dict(self.backbone_options).get(name, ())
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def backbone_config(self, name: str) -> BackboneConfig:
+        return BackboneConfig(
+            weights=self.weights, weights_dir=self.weights_dir, device=self.resolved_device(),
+            precision=self.precision, options=self.options_for(name),
+        )
+
+
+@dataclass(frozen=True)
+class StageFailure:
+    stage: str
+    message: str
+
+
+@dataclass
+class VideoResult:
+    """What one video produced: per-backbone arrays, per-backbone failures, and the decode metadata."""
+
+    job: VideoJob
+    duration: float = 0.0
+    has_audio: bool = False
+    arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # backbone -> {path: array}
+    failures: list[StageFailure] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+
+def load_backbones(cfg: ExtractionConfig) -> list[Backbone]:
+    return [BACKBONES.get(name)(cfg.backbone_config(name)) for name in cfg.backbones]
+
+
+def decode_job(job: VideoJob, cfg: ExtractionConfig):
+    """Decode the job's window; returns a DecodedVideo or a StageFailure (never raises for bad media)."""
+    from avvp.extract.decode import DEFAULT_DECODER, DecodeError, decode_video
+
+    try:
+        return decode_video(job.path, start=cfg.start, window=cfg.window, decoder=cfg.decoder or DEFAULT_DECODER)
+    except DecodeError as err:
+        return StageFailure("decode", str(err))
+    except FileNotFoundError as err:
+        return StageFailure("decode", f"file not found: {err}")
+
+
+def run_backbones(
+    backbones: Sequence[Backbone], jobs: Sequence[VideoJob], decoded: Sequence[Any], needs: Sequence[frozenset[str]] | None = None
+) -> list[VideoResult]:
+    """Run every backbone on the successfully decoded videos of a batch (one forward per backbone).
+
+    `needs[i]` names the backbones video i still lacks (default: all). If a batched forward raises, the
+    batch is retried video by video so that only the offending video gets a failure row."""
+    results = []
+    for job, d in zip(jobs, decoded):
+        r = VideoResult(job)
+        if isinstance(d, StageFailure):
+            r.failures.append(d)
+        else:
+            r.duration = float(d.duration)
+            r.has_audio = bool(d.has_audio)
+        results.append(r)
+    for backbone in backbones:
+        ok = [
+            i for i, d in enumerate(decoded)
+            if not isinstance(d, StageFailure) and (needs is None or backbone.name in needs[i])
+        ]
+        if not ok:
+            continue
+        t0 = time.perf_counter()
+        try:
+            per_video = list(zip(ok, backbone.extract_batch([decoded[i] for i in ok])))
+        except Exception:  # noqa: BLE001 - isolate the failing video(s), then record their errors
+            per_video = []
+            for i in ok:
+                try:
+                    per_video.append((i, backbone.extract_batch([decoded[i]])[0]))
+                except Exception as err:  # noqa: BLE001 - a data error of one video must not stop the run
+                    results[i].failures.append(StageFailure(backbone.name, f"{type(err).__name__}: {err}"))
+        seconds = (time.perf_counter() - t0) / len(ok)
+        for i, arrays in per_video:
+            results[i].arrays[backbone.name] = arrays
+            results[i].seconds[backbone.name] = seconds
+    return results
+
+
+class StoreSink:
+    """The single writer of an extraction run: results in, store rows and failure rows out."""
+
+    def __init__(self, path: str, backbones: Sequence[Backbone], flush_every: int = 16):
+        self.writer = StoreWriter(path, classes=LLP_CLASSES, flush_every=flush_every)
+        self.backbones = {b.name: b for b in backbones}
+        self.specs = {b.name: {s.path: s for s in b.outputs()} for b in backbones}
+        self.done = 0
+        self.failed = 0
+        self._dataset_arrays_written = False
+
+    def write_dataset_arrays(self) -> None:
+        if self._dataset_arrays_written:
+            return
+        for backbone in self.backbones.values():
+            for path, (value, attrs) in backbone.dataset_arrays().items():
+                self.writer.set_dataset_array(path, value, attrs)
+        self._dataset_arrays_written = True
+
+    def fail(self, job_id: str, stage: str, message: str) -> None:
+        self.writer.add_failure(job_id, stage, message)
+        self.failed += 1
+
+    def write(self, result: VideoResult) -> None:
+        job = result.job
+        for f in result.failures:
+            self.writer.add_failure(job.id, f.stage, f.message)
+        if result.arrays:
+            arrays: dict[str, np.ndarray] = {}
+            attrs: dict[str, dict] = {}
+            for name, out in result.arrays.items():
+                backbone = self.backbones[name]
+                for path, value in out.items():
+                    arrays[path] = value
+                    attrs[path] = backbone.store_attrs(self.specs[name][path])
+            if job.weak is not None:
+                arrays["labels/weak"] = job.weak
+            record = VideoRecord(job.id, source=job.path, split=job.split, duration=result.duration, has_audio=result.has_audio)
+            self.writer.add_video(record, arrays, attrs, resolves=["decode", *result.arrays])
+        if result.failures:
+            self.failed += 1
+        else:
+            self.done += 1
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def missing_backbones(
+    store_path: str, jobs: Sequence[VideoJob], backbones: Sequence[Backbone]
+) -> list[frozenset[str]]:
+    """Per job, the backbones whose outputs the store lacks (re-runs compute nothing twice)."""
+    import os
+
+    all_names = frozenset(b.name for b in backbones)
+    if not os.path.exists(store_path):
+        return [all_names] * len(jobs)
+    with Store(store_path) as store:
+        have = {}
+        for b in backbones:
+            masks = [store.mask(s.path) for s in b.outputs()]
+            have[b.name] = np.logical_and.reduce(masks)
+        row = {vid: i for i, vid in enumerate(store.ids)}
+    out = []
+    for job in jobs:
+        i = row.get(job.id)
+        out.append(all_names if i is None else frozenset(n for n in all_names if not have[n][i]))
+    return out
+
+
+def announce_random(cfg: ExtractionConfig) -> None:
+    if cfg.weights == "random":
+        print(
+            "avvp-extract: NOTICE: --weights random: backbones run with RANDOM weights; features carry "
+            "random_weights=True and are meaningless for research (plumbing/shape checks only)",
+            file=sys.stderr,
+        )

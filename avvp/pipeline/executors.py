@@ -1,0 +1,43 @@
+"""Executor registry: `--executor NAME` picks how extraction jobs are scheduled.
+
+An executor is a callable `(jobs, cfg, out, options) -> RunSummary`; `options` holds the scheduling
+knobs of the command line (address, workers, GPUs per worker, progress). Adding one is a module and a
+`@EXECUTORS.register(name)` line, imported in `load_executors()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from avvp.pipeline.core import ExtractionConfig
+from avvp.pipeline.jobs import VideoJob
+from avvp.pipeline.local import RunSummary, run_local
+from avvp.registry import Registry
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    address: str | None = None  # Ray: None = start an embedded local cluster
+    num_workers: int | None = None  # Ray: model actors (default: one per GPU, else 1)
+    gpus_per_worker: float | None = None  # Ray: None = 1 per actor when the cluster has GPUs, else 0
+    cpus_per_worker: float = 1.0
+    progress: bool = True
+    object_store_mb: int = 512
+
+
+Executor = Callable[[Sequence[VideoJob], ExtractionConfig, str, ExecutorOptions], RunSummary]
+EXECUTORS: Registry[Executor] = Registry("executor")
+
+
+@EXECUTORS.register("local")
+def _local(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: ExecutorOptions) -> RunSummary:
+    return run_local(jobs, cfg, out, progress=options.progress)
+
+
+def load_executors() -> Registry[Executor]:
+    """Import the optional executors so that they register themselves."""
+    import importlib.util
+
+    if importlib.util.find_spec("avvp.pipeline.ray_executor") is not None:
+        import avvp.pipeline.ray_executor  # noqa: F401
+    return EXECUTORS

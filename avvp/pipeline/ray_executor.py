@@ -1,0 +1,148 @@
+"""The Ray executor: CPU decode tasks feeding backbone actors, with the driver as the single store writer.
+
+Design (Ray Core, not Ray Data; see docs/distributed.md for why):
+- jobs are cut into the same fixed batches as the local executor (consecutive `batch_videos` jobs), so
+  every backbone forward sees the same videos in the same order and the numbers equal the local run's;
+- each video of a batch is decoded by its own CPU task (`max_retries` covers a dying worker process);
+  the decoded arrays stay in the object store and go straight to a backbone actor: the driver never
+  fetches frames;
+- backbone actors (one per GPU with `num_gpus`, or CPU actors) hold all requested backbones resident and
+  run a whole batch per forward; an actor that dies is restarted and its batch retried
+  (`max_restarts`, `max_task_retries`), and since the driver writes a batch only when its result arrives,
+  a retried batch is written once;
+- backpressure: at most `2 × workers` batches are in flight, so memory stays flat however many videos
+  there are;
+- data errors (bad media, a backbone raising on one video) come back as failure rows, never as task
+  errors, so they are not retried.
+
+Embedded by default: with no address, Ray starts inside the command with loopback-only listeners
+(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set in avvp._env), no dashboard, no auth token file, and a capped
+object store. Tested with ray 2.60.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import deque
+from typing import Any, Sequence
+
+from avvp.pipeline.core import (
+    ExtractionConfig, StageFailure, StoreSink, VideoResult, decode_job, load_backbones, missing_backbones, run_backbones,
+)
+from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
+from avvp.pipeline.jobs import VideoJob
+from avvp.pipeline.local import RunSummary, progress_bar
+
+
+def _timed_decode(job: VideoJob, cfg: ExtractionConfig) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    decoded = decode_job(job, cfg)
+    return decoded, time.perf_counter() - t0
+
+
+class BackboneWorker:
+    """A Ray actor holding the requested backbones; runs one batch per call."""
+
+    def __init__(self, cfg: ExtractionConfig, torch_threads: int | None = None):
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+        self.backbones = load_backbones(cfg)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, jobs: Sequence[VideoJob], needs: Sequence[frozenset[str]], *decoded_and_seconds: tuple[Any, float]) -> list[VideoResult]:
+        decoded = [d for d, _ in decoded_and_seconds]
+        results = run_backbones(self.backbones, jobs, decoded, needs)
+        for r, (_, seconds) in zip(results, decoded_and_seconds):
+            r.seconds["decode"] = seconds
+        return results
+
+
+def init_ray(options: ExecutorOptions):
+    """Join a cluster (options.address) or start the safe embedded one."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    if options.address:
+        ray.init(address=options.address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=os.cpu_count(),
+            include_dashboard=False,
+            object_store_memory=options.object_store_mb * 1024 * 1024,
+            _temp_dir=os.path.join(tempfile.gettempdir(), "avvp-ray"),
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    return ray
+
+
+def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: ExecutorOptions) -> RunSummary:
+    ray = init_ray(options)
+    t_start = time.perf_counter()
+    gpus_available = ray.cluster_resources().get("GPU", 0)
+    gpus_per_worker = options.gpus_per_worker if options.gpus_per_worker is not None else (1.0 if gpus_available else 0.0)
+    num_workers = options.num_workers or (max(1, int(gpus_available // gpus_per_worker)) if gpus_per_worker else 1)
+    # the driver builds the backbones once too: it writes their dataset-level arrays (label texts) and
+    # fails fast on unavailable weights before any worker starts
+    local_backbones = load_backbones(cfg)
+    needs = missing_backbones(out, jobs, local_backbones)
+    todo = [(job, need) for job, need in zip(jobs, needs) if need]
+    summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo))
+    decode_remote = ray.remote(num_cpus=1, max_retries=3)(_timed_decode)
+    worker_cls = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=3, max_task_retries=3)(BackboneWorker)
+    threads = max(1, int(options.cpus_per_worker)) if not gpus_per_worker else None
+    workers = [worker_cls.remote(cfg, threads) for _ in range(num_workers)]
+    cfg_ref = ray.put(cfg)
+    batches = deque(todo[i : i + cfg.batch_videos] for i in range(0, len(todo), cfg.batch_videos))
+    in_flight: dict[Any, int] = {}  # result ref -> worker index
+    load = [0] * num_workers
+    max_in_flight = 2 * num_workers
+    sink = StoreSink(out, local_backbones)
+    try:
+        sink.write_dataset_arrays()
+        with progress_bar(len(todo), options.progress) as bar:
+            while batches or in_flight:
+                while batches and len(in_flight) < max_in_flight:
+                    batch = batches.popleft()
+                    w = min(range(num_workers), key=load.__getitem__)
+                    decoded = [decode_remote.remote(job, cfg_ref) for job, _ in batch]
+                    ref = workers[w].run.remote([j for j, _ in batch], [n for _, n in batch], *decoded)
+                    in_flight[ref] = (w, batch)
+                    load[w] += 1
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in ready:
+                    w, batch = in_flight.pop(ref)
+                    load[w] -= 1
+                    try:
+                        results: list[VideoResult] = ray.get(ref)
+                    except ray.exceptions.RayError as err:
+                        # Ray already retried the batch (task and actor restarts); what is left is recorded
+                        message = f"{type(err).__name__} after retries: {str(err).splitlines()[0][:500]}"
+                        results = [VideoResult(job, failures=[StageFailure("worker", message)]) for job, _ in batch]
+                    for r in results:
+                        for stage, sec in r.seconds.items():
+                            summary.add_stage(stage, sec)
+                        sink.write(r)
+                    bar.update(len(results))
+                    bar.set_postfix(failed=sink.failed)
+    finally:
+        sink.close()
+        for w in workers:
+            ray.kill(w)
+    summary.done, summary.failed = sink.done, sink.failed
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+@EXECUTORS.register("ray")
+def _ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: ExecutorOptions) -> RunSummary:
+    return run_ray(jobs, cfg, out, options)
+
+
+__all__ = ["run_ray", "init_ray", "BackboneWorker", "StageFailure"]

@@ -1,0 +1,52 @@
+"""What can be checked of the Docker setup without a Docker engine: lint, compose structure, and that
+the images install with the same script the tests' environment is built with."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
+def test_dockerfiles_lint_clean_and_use_the_project_setup(name):
+    text = (DOCKER / name).read_text()
+    assert "bash tools/setup_env.sh" in text  # same install steps as `make test`
+    assert "ffmpeg" in text and "useradd" in text
+    assert "\nUSER " in text and "USER root" not in text  # runs as a non-root user
+    assert 'ENTRYPOINT ["avvp-extract"]' in text
+    hadolint = shutil.which("hadolint") or str(Path(__import__("sys").executable).parent / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint not installed")
+    out = subprocess.run([hadolint, "--failure-threshold", "info", str(DOCKER / name)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_compose_defines_head_workers_and_job():
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"ray-head", "ray-worker", "extract"} <= set(services)
+    assert "--head" in services["ray-head"]["command"]
+    assert any(c.startswith("--address=ray-head") for c in services["ray-worker"]["command"])
+    job = services["extract"]["command"]
+    assert job[job.index("--executor") + 1] == "ray" and job[job.index("--address") + 1].startswith("ray://")
+    for svc in services.values():  # opening Ray to the network is this file's explicit choice
+        assert svc["environment"]["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "1"
+        assert any(v.endswith(":/data/videos:ro") for v in svc["volumes"])
+    gpu = yaml.safe_load((DOCKER / "compose.gpu.yaml").read_text())["services"]
+    devices = gpu["ray-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    assert gpu["ray-worker"]["build"]["dockerfile"] == "docker/Dockerfile.gpu"
+
+
+def test_compose_config_parses_when_a_client_is_present():
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("no `docker compose` client on this machine")
+    out = subprocess.run([docker, "compose", "-f", str(DOCKER / "compose.yaml"), "config", "-q"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
