@@ -25,10 +25,7 @@ import numpy as np
 
 from avvp.data.classes import LLP_CLASSES, NUM_SEGMENTS
 from avvp.data.store import StoreWriter, VideoRecord
-
-# VALOR's thresholds on raw scaled logits (reference-methods §2); the simulated teachers centre on them
-VALOR_CLIP_THRESHOLDS = (20, 15, 18, 14, 15, 18, 18, 15, 15, 15, 15, 18, 15, 15, 15, 15, 15, 15, 15, 16, 14, 15, 15, 15, 18)
-VALOR_CLAP_THRESHOLDS = (0, 0, 1, 4, 6, -2, 4, 4, 2, 2, 2, 1, 2, 3, 0, 2, 2, 2, 0, 2, -1, 2, 3, 3, 0)
+from avvp.pseudolabels.valor import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS
 
 # feature name -> (modality, per-video shape) for the LLP layouts of the store schema
 FEATURE_LAYOUTS: dict[str, tuple[str, tuple[int, int]]] = {
