@@ -1,0 +1,269 @@
+"""`clip`: VALOR's visual teacher — one CLIP image embedding per segment plus zero-shot class scores.
+
+Reference (VALOR `utils/clip_preprocess.py`, reference-methods §2): HF `openai/clip-vit-large-patch14`
+(ViT-L/14 at 224 px); from the 80 frames of the 8 fps selection take frames
+`round(linspace(0, 79, 10))` = [0, 9, 18, 26, 35, 44, 53, 61, 70, 79] (one per 1 s segment, no
+pooling); PIL → ToTensor → `Resize((224, 224))` (a squash, NO center crop) → Normalize(CLIP mean/std);
+`get_image_features` → L2-normalise → (10, 768). Zero-shot scores = `logits_per_image` =
+logit_scale.exp() (100 for OpenAI CLIP) × cosine(image, text) against the 25 prompts of
+`prompts.CLIP_PROMPTS`; VALOR's per-class thresholds (14..20) apply to these raw scaled logits.
+
+Outputs per video: "features/clip" (10, D) L2-normalised, "zeroshot/clip" (10, 25) scaled logits.
+Once per dataset: "text/clip" (25, D) L2-normalised prompt embeddings (attrs: prompts, logit_scale).
+
+Implementation choices, each pinned by a test:
+- Model: open_clip (`model` option, default "ViT-L-14"; `pretrained` tag, default "openai"). OpenAI's
+  CLIP uses QuickGELU, but open_clip's plain "ViT-L-14" config uses GELU; we build with the tag's
+  `quick_gelu` flag (True for "openai"), otherwise the network would not be OpenAI's (open_clip only
+  warns about the mismatch). The HF checkpoint VALOR used holds the same OpenAI weights.
+- Resize: VALOR resized a FLOAT tensor with torchvision 0.13.1 (VALOR's environment.yaml), whose
+  tensor `Resize` default is antialias=False: plain bilinear (align_corners=False) interpolation of
+  the [0, 1] image, no rounding to uint8. We do exactly that (`F.interpolate(..., antialias=False)`),
+  on the CPU. Option `antialias=True` gives the antialiased variant (what torchvision ≥0.17 does by
+  default) for users who prefer it; it does not reproduce VALOR's numbers.
+- Text embeddings are computed in fp32 without autocast. Image features are normalised and scored in
+  fp32 (under precision "auto" on CUDA the image tower itself runs in bf16 autocast; use precision
+  "fp32" for reference-exact scores near the thresholds).
+
+Weights: open_clip's pretrained file for (model, tag) — from `--weights-dir` as
+`<model>-<tag>.safetensors` (or .bin/.pt/.pth with the same stem; e.g. the `open_clip_model.safetensors`
+of https://huggingface.co/timm/vit_large_patch14_clip_224.openai saved as `ViT-L-14-openai.safetensors`),
+else from the huggingface_hub cache where `open_clip.create_model_and_transforms(model, pretrained=tag)`
+puts it. Loaded with open_clip's checkpoint loader (`load_state_dict(strict=True)` after its format
+conversions).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from avvp.data.classes import LLP_CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneConfig, OutputSpec, VideoInput
+from avvp.extract.backbones.prompts import CLIP_PROMPTS
+from avvp.extract.backbones.resnet152 import FRAME_FPS, FRAMES_PER_VIDEO, check_frames, frames_to_nchw
+from avvp.extract.backbones.weights import (
+    ResolvedWeights,
+    WeightsSpec,
+    announce_random_weights,
+    autocast_for,
+    check_options,
+    check_weights_mode,
+    chunked,
+    resolve_weights_file,
+    seeded_init,
+    torch_device,
+)
+
+DEFAULT_MODEL = "ViT-L-14"
+DEFAULT_PRETRAINED = "openai"
+# OpenAI CLIP normalisation (= HF CLIPProcessor image_mean/image_std), used when a tag has none
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+# open_clip's Hugging Face weight files, preferred first (the library's own order)
+HF_DEFAULT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+WEIGHTS_DIR_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+CLIP_OPTIONS = {
+    "model": f"open_clip model name (default {DEFAULT_MODEL}; e.g. ViT-L-14-336, ViT-B-32)",
+    "pretrained": f"open_clip pretrained tag (default {DEFAULT_PRETRAINED})",
+    "quick_gelu": "QuickGELU activations (default: the pretrained tag's setting, True for openai)",
+    "antialias": "antialiased resize (default False = VALOR's torchvision-0.13 tensor Resize)",
+    "batch_frames": "images per forward pass (default 64)",
+    "random_seed": "seed of the random init with --weights random (default 0)",
+}
+
+
+def segment_frame_indices(n_frames: int = FRAMES_PER_VIDEO, n_segments: int = NUM_SEGMENTS) -> np.ndarray:
+    """VALOR's frame choice: `np.round(np.linspace(0, n-1, 10))` (numpy rounds halves to even)."""
+    return np.round(np.linspace(0, n_frames - 1, n_segments)).astype(np.int64)
+
+
+def open_clip_weights_spec(model: str, tag: str) -> WeightsSpec:
+    """The WeightsSpec of open_clip's pretrained (model, tag), from the library's pretrained table."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, tag) or {}
+    hf_hub = cfg.get("hf_hub", "")
+    hf_repo, hf_file = os.path.split(hf_hub) if hf_hub else ("", "")
+    if hf_file:
+        # an explicit file; open_clip tries the .safetensors twin of a .bin/.pth first
+        twin = (hf_file[:-4] + ".safetensors",) if hf_file.endswith((".bin", ".pth")) else ()
+        hf_files = (*twin, hf_file)
+    else:
+        hf_files = HF_DEFAULT_FILES
+    stem = f"{model}-{tag}"
+    return WeightsSpec(
+        backbone="clip",
+        weights_name=f"open_clip:{model}:{tag}",
+        filename=stem + WEIGHTS_DIR_SUFFIXES[0],
+        alt_filenames=tuple(stem + s for s in WEIGHTS_DIR_SUFFIXES[1:]),
+        url=(f"https://huggingface.co/{hf_repo} (file {hf_files[0]})" if hf_repo else cfg.get("url", "")),
+        cache="hf_hub" if hf_repo else "none",
+        hf_repo=hf_repo,
+        hf_filenames=hf_files if hf_repo else (),
+        preprocessing={
+            "mean": list(cfg.get("mean", OPENAI_MEAN)),
+            "std": list(cfg.get("std", OPENAI_STD)),
+            "quick_gelu": bool(cfg.get("quick_gelu", False)),
+        },
+    )
+
+
+@BACKBONES.register("clip")
+class ClipBackbone(Backbone):
+    """open_clip image tower on one frame per segment, plus zero-shot scores vs VALOR's prompts."""
+
+    name = "clip"
+    needs_frames = True
+    prompts: tuple[str, ...] = CLIP_PROMPTS
+
+    def __init__(self, config: BackboneConfig):
+        super().__init__(config)
+        check_weights_mode(config)
+        check_options(config, self.name, CLIP_OPTIONS)
+        import open_clip
+
+        self.model_name = str(config.option("model", DEFAULT_MODEL))
+        self.pretrained_tag = str(config.option("pretrained", DEFAULT_PRETRAINED))
+        model_cfg = open_clip.get_model_config(self.model_name)
+        if model_cfg is None:
+            raise ValueError(f"clip: unknown open_clip model {self.model_name!r}")
+        self.weights_spec = open_clip_weights_spec(self.model_name, self.pretrained_tag)
+        quick_gelu = config.option("quick_gelu", None)
+        self.quick_gelu = bool(self.weights_spec.preprocessing["quick_gelu"] if quick_gelu is None else quick_gelu)
+        self.antialias = bool(config.option("antialias", False))
+        self.batch_frames = int(config.option("batch_frames", 64))
+        if self.batch_frames < 1:
+            raise ValueError(f"clip: batch_frames must be >= 1, got {self.batch_frames}")
+        self.random_seed = int(config.option("random_seed", 0))
+        self.embed_dim = int(model_cfg["embed_dim"])
+        size = model_cfg["vision_cfg"]["image_size"]
+        self.image_size = (size, size) if isinstance(size, int) else tuple(size)
+        self.mean = tuple(self.weights_spec.preprocessing["mean"])
+        self.std = tuple(self.weights_spec.preprocessing["std"])
+        self.frame_indices = segment_frame_indices()
+        self.device = torch_device(config)
+        self.resolved: ResolvedWeights | None = None
+        if self.random_weights:
+            announce_random_weights(self.name)
+        else:
+            self.resolved = resolve_weights_file(self.weights_spec, config.weights_dir)
+        self._model = None
+        self._text: np.ndarray | None = None
+        self._logit_scale: float | None = None
+
+    def weights_id(self) -> str:
+        return "random" if self.resolved is None else self.resolved.weights_id
+
+    def _common_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"model": self.model_name, "pretrained": self.pretrained_tag,
+                                 "quick_gelu": self.quick_gelu}
+        if self.random_weights:
+            attrs["random_seed"] = self.random_seed
+        return attrs
+
+    def outputs(self) -> list[OutputSpec]:
+        feature_attrs = {
+            **self._common_attrs(),
+            "fps": 1,  # one frame per 1 s segment
+            "source_fps": FRAME_FPS,
+            "frame_indices": [int(i) for i in self.frame_indices],
+            "image_size": list(self.image_size),
+            "resize": "squash, bilinear, no crop, " + ("antialiased" if self.antialias else "no antialias (VALOR)"),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "normalized": "l2",
+        }
+        score_attrs = {**self._common_attrs(), "score": "logit_scale.exp() * cosine(features/clip, text/clip)",
+                       "classes": list(LLP_CLASSES)}
+        return [
+            OutputSpec("features/clip", (NUM_SEGMENTS, self.embed_dim), "float32", "segment x dim", feature_attrs),
+            OutputSpec("zeroshot/clip", (NUM_SEGMENTS, NUM_CLASSES), "float32", "segment x class", score_attrs),
+        ]
+
+    # -- model ------------------------------------------------------------------------------
+
+    def load_model(self):
+        """The eval-mode open_clip model on `self.device` (built once, on first call)."""
+        if self._model is None:
+            import open_clip
+
+            pretrained = None if self.resolved is None else str(self.resolved.path)
+            with seeded_init(self.random_seed):
+                model = open_clip.create_model(self.model_name, pretrained=pretrained,
+                                               force_quick_gelu=self.quick_gelu, device="cpu")
+            self._model = model.eval().requires_grad_(False).to(self.device)
+        return self._model
+
+    def text_embeddings(self) -> tuple[np.ndarray, float]:
+        """(25, D) L2-normalised prompt embeddings (fp32, no autocast) and logit_scale.exp()."""
+        if self._text is None:
+            import open_clip
+            import torch
+
+            model = self.load_model()
+            tokens = open_clip.get_tokenizer(self.model_name)(list(self.prompts)).to(self.device)
+            with torch.inference_mode():
+                text = model.encode_text(tokens).float()
+                text = torch.nn.functional.normalize(text, dim=-1)
+                self._logit_scale = float(model.logit_scale.float().exp().item())
+            self._text = text.cpu().numpy().astype(np.float32)
+        return self._text, self._logit_scale
+
+    def dataset_arrays(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        text, scale = self.text_embeddings()
+        attrs = {**self._common_attrs(), "backbone": self.name, "weights": self.weights_id(),
+                 "random_weights": bool(self.random_weights), "layout": "class x dim",
+                 "prompts": list(self.prompts), "classes": list(LLP_CLASSES), "logit_scale": scale,
+                 "normalized": "l2"}
+        return {"text/clip": (text, attrs)}
+
+    # -- extraction -------------------------------------------------------------------------
+
+    def preprocess(self, frames: np.ndarray):
+        """(80, H, W, 3) uint8 → (10, 3, S, S) float32 CPU: the segment frames, ToTensor, squash
+        bilinear resize (align_corners=False, antialias per option), CLIP mean/std."""
+        import torch
+        import torch.nn.functional as F
+
+        x = frames_to_nchw(frames[self.frame_indices]).float().div_(255.0)
+        if tuple(x.shape[-2:]) != self.image_size:
+            x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=self.antialias)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
+        return ((x - mean) / std).contiguous()
+
+    def embed(self, images):
+        """Normalised images (N, 3, S, S) → (N, D) L2-normalised float32 CPU tensor."""
+        import torch
+
+        model = self.load_model()
+        out = []
+        with torch.inference_mode():
+            for part in chunked(images.shape[0], self.batch_frames):
+                with autocast_for(self.config, self.device):
+                    feats = model.encode_image(images[part].to(self.device, non_blocking=True))
+                out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+
+    def zeroshot_scores(self, features: np.ndarray) -> np.ndarray:
+        """logit_scale.exp() × cosine: features (N, D) L2-normalised → (N, 25) float32."""
+        text, scale = self.text_embeddings()
+        return (np.float32(scale) * (features.astype(np.float32) @ text.T)).astype(np.float32)
+
+    def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
+        import torch
+
+        if not videos:
+            return []
+        images = torch.cat([self.preprocess(check_frames(v, self.name)) for v in videos])
+        feats = self.embed(images).numpy()
+        scores = self.zeroshot_scores(feats)
+        results = []
+        for i in range(len(videos)):
+            rows = slice(i * NUM_SEGMENTS, (i + 1) * NUM_SEGMENTS)
+            results.append({"features/clip": np.ascontiguousarray(feats[rows]),
+                            "zeroshot/clip": np.ascontiguousarray(scores[rows])})
+        return results

@@ -1,0 +1,323 @@
+"""`vggish`: the AudioSet VGGish embedding, (10, 128) per video, as the official AVVP audio features.
+
+Reference (reference-methods §1c, extraction-anchors §3.4): AVVP's audio features come from the
+TF-slim VGGish of the AudioSet release run on the 16 kHz wav of each clip: `vggish_input` log-mel
+examples (see `vggish_frontend`), 10 non-overlapping 0.96 s examples → the `vggish/embedding` output,
+(10, 128), raw (whether the released arrays were additionally PCA-whitened/quantised is unverified).
+
+Network (our own module, the VGGish layer spec): conv 3×3 (stride 1, padding 1) + ReLU blocks
+64 | pool | 128 | pool | 256, 256 | pool | 512, 512 | pool (2×2 max-pools, stride 2), flattened in
+(time, freq, channel) order like TF's NHWC tensors (512·6·4 = 12288), then FC 4096 + ReLU,
+FC 4096 + ReLU, FC 128 + ReLU.
+
+The final ReLU: the released TF model (2017 - Aug 2020) applied slim's default ReLU to fc2, so its
+`vggish/embedding` was post-activation; tensorflow/models PR #9080 (2020-08-10) removed it
+("VGGish embeddings are pre-activation, not post-activation"). AVVP's features (ECCV 2020, AVE-era
+2018 scripts) predate that change, and both PyTorch ports (torchvggish, torchaudio) keep the ReLU,
+so the default is post-ReLU; option `final_relu=False` gives the current pre-activation output.
+
+Weights: the torchvggish port `vggish-10086976.pth` (keys `features.*`, `embeddings.*`) or
+torchaudio's `vggish.pt` (keys `features_network.*`, `embedding_network.*`, mapped by
+`torchaudio_to_torchvggish_keys`). Both are direct conversions of the TF checkpoint.
+
+Optional postprocess (option `postprocess=True`): the AudioSet release's PCA + whitening
+(`vggish_pca_params-970ea276.pth`: `pca_eigen_vectors` (128, 128), `pca_means` (128,)), clip to
+[-2, 2], scale to [0, 255] and TRUNCATE to 8 bit as TF's `vggish_postprocess` does (`astype(uint8)`;
+torchvggish rounds instead). The values 0..255 are stored as float32.
+
+Windows: exactly 10 examples are required per video (the reference asserts (10, 96, 64) and skips
+other clips); a 10 s window at 16 kHz gives exactly 10.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from avvp.data.classes import NUM_SEGMENTS
+from avvp.extract.backbones import vggish_frontend as frontend
+from avvp.extract.backbones.base import (
+    BACKBONES,
+    Backbone,
+    BackboneConfig,
+    OutputSpec,
+    VideoInput,
+    WeightsUnavailable,
+)
+from avvp.extract.backbones.weights import (
+    ResolvedWeights,
+    WeightsSpec,
+    announce_random_weights,
+    autocast_for,
+    check_options,
+    check_weights_mode,
+    chunked,
+    load_state_dict_file,
+    resolve_weights_file,
+    seeded_init,
+    torch_device,
+)
+
+EMBEDDING_SIZE = 128
+FLATTENED_SIZE = 512 * 6 * 4  # 96×64 input after four 2×2 pools → 6×4, 512 channels
+CONV_CHANNELS: tuple[Any, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M")
+QUANTIZE_MIN, QUANTIZE_MAX = -2.0, 2.0
+
+# The file names carry what looks like a hash suffix, but it is not verified here (no hash is
+# published with them), so no sha256_prefix is set.
+VGGISH_TORCHVGGISH = WeightsSpec(
+    backbone="vggish",
+    weights_name="torchvggish:vggish-10086976",
+    filename="vggish-10086976.pth",
+    url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth",
+    cache="torch_hub",
+)
+VGGISH_TORCHAUDIO = WeightsSpec(
+    backbone="vggish",
+    weights_name="torchaudio:vggish",
+    filename="vggish.pt",
+    url="https://download.pytorch.org/torchaudio/models/vggish.pt",
+    cache="none",
+)
+VGGISH_PCA = WeightsSpec(
+    backbone="vggish",
+    weights_name="torchvggish:vggish_pca_params-970ea276",
+    filename="vggish_pca_params-970ea276.pth",
+    url="https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish_pca_params-970ea276.pth",
+    cache="torch_hub",
+)
+
+OPTIONS = {
+    "batch_examples": "0.96 s examples per forward pass (default 256)",
+    "random_seed": "seed of the random init with --weights random (default 0)",
+    "postprocess": "apply the AudioSet PCA/whitening + 8-bit quantisation (default False: raw embeddings)",
+    "final_relu": "ReLU on the 128-d layer, as the pre-2020 TF release and both torch ports (default True)",
+}
+
+TORCHAUDIO_PREFIXES = {"features_network.": "features.", "embedding_network.": "embeddings."}
+
+
+# ------------------------------------------------------------------------------ network
+def build_vggish_network(final_relu: bool = True):
+    """The VGGish torch module; state-dict keys `features.{0,3,6,8,11,13}.*` and
+    `embeddings.{0,2,4}.*`, as the torchvggish port."""
+    import torch
+    from torch import nn
+
+    class VGGishNetwork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers: list[nn.Module] = []
+            channels = 1
+            for spec in CONV_CHANNELS:
+                if spec == "M":
+                    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                else:
+                    layers += [nn.Conv2d(channels, spec, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                    channels = spec
+            self.features = nn.Sequential(*layers)
+            self.embeddings = nn.Sequential(
+                nn.Linear(FLATTENED_SIZE, 4096), nn.ReLU(inplace=True),
+                nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+                nn.Linear(4096, EMBEDDING_SIZE), nn.ReLU(inplace=True) if final_relu else nn.Identity(),
+            )
+
+        def forward(self, examples: torch.Tensor) -> torch.Tensor:
+            """(N, 1, 96, 64) log-mel examples → (N, 128)."""
+            x = self.features(examples)
+            # TF flattens NHWC: (N, C, T, F) → (N, T, F, C) before the fully connected layers
+            x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
+            return self.embeddings(x)
+
+    return VGGishNetwork()
+
+
+def torchaudio_to_torchvggish_keys(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Rename torchaudio's `features_network.*` / `embedding_network.*` keys to torchvggish's
+    `features.*` / `embeddings.*`; keys already in torchvggish layout pass through."""
+    renamed = {}
+    for key, value in state.items():
+        for old, new in TORCHAUDIO_PREFIXES.items():
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed
+
+
+def read_vggish_state_dict(path: Path | str) -> dict[str, Any]:
+    """A VGGish state dict (either published layout) in torchvggish key layout. A torchvggish model
+    saved with its postprocessor also holds `pproc.*` entries; they are not part of the network."""
+    state = torchaudio_to_torchvggish_keys(load_state_dict_file(path))
+    return {k: v for k, v in state.items() if not k.startswith("pproc.")}
+
+
+def read_pca_params(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
+    """(eigen_vectors (128, 128), means (128,)) float64 from the torchvggish PCA file (a torch pickle
+    of numpy arrays or tensors) or the TF release's `vggish_pca_params.npz`."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path) as params:
+            eigen, means = params["pca_eigen_vectors"], params["pca_means"]
+    else:
+        import torch
+
+        try:  # numpy >= 2 moved the reconstructor
+            from numpy._core.multiarray import _reconstruct
+        except ImportError:
+            from numpy.core.multiarray import _reconstruct
+        # numpy arrays in a torch pickle need their reconstructors allow-listed for weights_only
+        numpy_globals = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32))]
+        with torch.serialization.safe_globals(numpy_globals):
+            params = torch.load(str(path), map_location="cpu", weights_only=True)
+        eigen, means = params["pca_eigen_vectors"], params["pca_means"]
+    eigen = np.asarray(eigen, dtype=np.float64)
+    means = np.asarray(means, dtype=np.float64).reshape(-1)
+    if eigen.shape != (EMBEDDING_SIZE, EMBEDDING_SIZE) or means.shape != (EMBEDDING_SIZE,):
+        raise ValueError(f"{path}: bad PCA parameter shapes {eigen.shape}, {means.shape}")
+    return eigen, means
+
+
+def pca_quantize(embeddings: np.ndarray, eigen_vectors: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """TF `vggish_postprocess`: PCA (eigen · (x - means)), clip to [-2, 2], scale to [0, 255],
+    truncate to uint8. Returns float32 values in 0..255."""
+    pca = (eigen_vectors @ (np.asarray(embeddings, dtype=np.float64).T - means.reshape(-1, 1))).T
+    clipped = np.clip(pca, QUANTIZE_MIN, QUANTIZE_MAX)
+    quantized = ((clipped - QUANTIZE_MIN) * (255.0 / (QUANTIZE_MAX - QUANTIZE_MIN))).astype(np.uint8)
+    return quantized.astype(np.float32)
+
+
+def resolve_vggish_weights(weights_dir: str | None) -> ResolvedWeights:
+    """torchvggish's file, else torchaudio's; one WeightsUnavailable naming both when neither exists."""
+    try:
+        return resolve_weights_file(VGGISH_TORCHVGGISH, weights_dir)
+    except WeightsUnavailable as first:
+        if weights_dir is not None:
+            candidates = [Path(weights_dir) / VGGISH_TORCHAUDIO.filename]
+        else:
+            import torch
+
+            # where torchaudio's VGGISH bundle caches its weights
+            candidates = [Path(torch.hub.get_dir()) / "torchaudio" / "models" / VGGISH_TORCHAUDIO.filename]
+        for path in candidates:
+            if path.is_file():
+                return ResolvedWeights(path, VGGISH_TORCHAUDIO.weights_name, "weights_dir" if weights_dir else "cache", None)
+        raise WeightsUnavailable(
+            f"{first}\n  also accepted: torchaudio's {VGGISH_TORCHAUDIO.filename} "
+            f"(from {VGGISH_TORCHAUDIO.url}), looked in: {', '.join(str(p) for p in candidates)}"
+        ) from None
+
+
+# ------------------------------------------------------------------------------ backbone
+@BACKBONES.register("vggish")
+class VGGishBackbone(Backbone):
+    """VGGish on the 16 kHz track: (10, 128) per video, one row per 0.96 s example."""
+
+    name = "vggish"
+    needs_audio_16k = True
+
+    def __init__(self, config: BackboneConfig):
+        super().__init__(config)
+        check_weights_mode(config)
+        check_options(config, self.name, OPTIONS)
+        self.batch_examples = int(config.option("batch_examples", 256))
+        if self.batch_examples < 1:
+            raise ValueError(f"{self.name}: batch_examples must be >= 1, got {self.batch_examples}")
+        self.random_seed = int(config.option("random_seed", 0))
+        self.postprocess = bool(config.option("postprocess", False))
+        self.final_relu = bool(config.option("final_relu", True))
+        self.device = torch_device(config)
+        self.resolved: ResolvedWeights | None = None
+        self.pca: ResolvedWeights | None = None
+        if self.random_weights:
+            announce_random_weights(self.name)
+        else:
+            self.resolved = resolve_vggish_weights(config.weights_dir)
+        if self.postprocess and not self.random_weights:
+            # with random weights the PCA parameters are random too (see pca_params)
+            self.pca = resolve_weights_file(VGGISH_PCA, config.weights_dir)
+        self._model = None
+        self._pca_params: tuple[np.ndarray, np.ndarray] | None = None
+
+    def weights_id(self) -> str:
+        base = "random" if self.resolved is None else self.resolved.weights_id
+        return base + (f" + {self.pca.weights_id}" if self.pca is not None else "")
+
+    def outputs(self) -> list[OutputSpec]:
+        attrs: dict[str, Any] = {
+            "sample_rate": frontend.SAMPLE_RATE,
+            "example_seconds": 0.96,
+            "postprocess": self.postprocess,
+            "final_relu": self.final_relu,
+        }
+        if self.random_weights:
+            attrs["random_seed"] = self.random_seed
+        return [OutputSpec("features/vggish", (NUM_SEGMENTS, EMBEDDING_SIZE), "float32",
+                           "example(0.96 s) x dim", attrs)]
+
+    # -- model -------------------------------------------------------------------------------
+    def load_model(self):
+        """The eval-mode network on `self.device` (built once, on first call)."""
+        if self._model is None:
+            import torch
+
+            if self.resolved is not None:
+                # no point initialising 72 M parameters that the file overwrites: build on the meta
+                # device and adopt the loaded tensors (strict: every key must match)
+                with torch.device("meta"):
+                    model = build_vggish_network(self.final_relu)
+                model.load_state_dict(read_vggish_state_dict(self.resolved.path), strict=True, assign=True)
+            else:
+                with seeded_init(self.random_seed):
+                    model = build_vggish_network(self.final_relu)
+            self._model = model.eval().requires_grad_(False).to(self.device)
+        return self._model
+
+    def pca_params(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._pca_params is None:
+            if self.pca is not None:
+                self._pca_params = read_pca_params(self.pca.path)
+            else:  # random weights: a seeded orthonormal rotation and zero means
+                rng = np.random.default_rng(self.random_seed)
+                rotation, _ = np.linalg.qr(rng.standard_normal((EMBEDDING_SIZE, EMBEDDING_SIZE)))
+                self._pca_params = (rotation, np.zeros(EMBEDDING_SIZE))
+        return self._pca_params
+
+    # -- extraction --------------------------------------------------------------------------
+    def examples(self, video: VideoInput) -> np.ndarray:
+        """(10, 96, 64) float32 log-mel examples of one video; ValueError for another count."""
+        audio = np.asarray(video.audio_16k)
+        ex = frontend.waveform_to_examples(audio)
+        if ex.shape[0] != NUM_SEGMENTS:
+            raise ValueError(
+                f"vggish: {len(audio)} samples at 16 kHz give {ex.shape[0]} examples of 0.96 s, need exactly "
+                f"{NUM_SEGMENTS} (between {frontend.STFT_WINDOW_SAMPLES + (NUM_SEGMENTS * 96 - 1) * 160} and "
+                f"{frontend.STFT_WINDOW_SAMPLES + ((NUM_SEGMENTS + 1) * 96 - 1) * 160 - 1} samples)"
+            )
+        return ex.astype(np.float32)
+
+    def embed(self, examples: np.ndarray) -> np.ndarray:
+        """(N, 96, 64) float32 examples → (N, 128) float32 raw embeddings."""
+        import torch
+
+        model = self.load_model()
+        out = []
+        with torch.inference_mode(), autocast_for(self.config, self.device):
+            for part in chunked(len(examples), self.batch_examples):
+                x = torch.from_numpy(examples[part]).unsqueeze(1).to(self.device)
+                out.append(model(x).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, EMBEDDING_SIZE), np.float32)
+
+    def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
+        results = [{"features/vggish": np.zeros((NUM_SEGMENTS, EMBEDDING_SIZE), np.float32)} for _ in videos]
+        audible = [i for i, v in enumerate(videos) if v.has_audio]
+        if not audible:
+            return results
+        examples = np.concatenate([self.examples(videos[i]) for i in audible])
+        embeddings = self.embed(examples)
+        if self.postprocess:
+            embeddings = pca_quantize(embeddings, *self.pca_params())
+        for k, i in enumerate(audible):
+            results[i] = {"features/vggish": np.ascontiguousarray(embeddings[k * NUM_SEGMENTS:(k + 1) * NUM_SEGMENTS], dtype=np.float32)}
+        return results

@@ -1,0 +1,314 @@
+"""Shared helpers for backbone implementations: where weights come from, and how a model runs.
+
+Every backbone (visual and audio) uses this module the same way, so the three weight modes behave
+identically everywhere:
+
+1. Describe the published weights once, as a `WeightsSpec` (torchvision-style: the weights carry
+   their own identity, download location, canonical file name and preprocessing constants):
+
+       RESNET152_IMAGENET1K_V1 = WeightsSpec(
+           backbone="resnet152", weights_name="torchvision:ResNet152_Weights.IMAGENET1K_V1",
+           filename="resnet152-394f9c45.pth",
+           url="https://download.pytorch.org/models/resnet152-394f9c45.pth",
+           cache="torch_hub", sha256_prefix="394f9c45", preprocessing={...})
+
+2. In the backbone's `__init__`, call `check_weights_mode(config)` and `check_options(config, name,
+   {option: description})` (unknown option names are errors, not silently ignored), then either
+   `announce_random_weights(name)` (weights == "random": a one-line notice on stderr, never silent)
+   or `resolve_weights_file(spec, config.weights_dir)` (weights == "pretrained"):
+   - with `weights_dir`: the file must be `<weights_dir>/<spec.filename>` (or one of
+     `spec.alt_filenames`); anything else raises `WeightsUnavailable`.
+   - without: the library's standard cache (`cache="torch_hub"`: `$TORCH_HOME/hub/checkpoints/`,
+     `cache="hf_hub"`: `$HF_HOME/hub` via huggingface_hub). When the file is not cached it is
+     downloaded only if downloads are allowed (`AVVP_ONLINE=1`, see `avvp._env`); otherwise
+     `WeightsUnavailable` is raised. Its message names the exact file, the URL, where to put the file,
+     and the `--weights-dir` / `--weights random` / `AVVP_ONLINE=1` options. There is no silent
+     fallback to random weights.
+   The result (`ResolvedWeights`) holds the path and a `weights_id` for the store attributes. When the
+   published file name carries a SHA-256 prefix (torchvision does this), the file is hashed; a
+   mismatch does not stop loading (a user may legitimately re-serialise weights) but it is announced on
+   stderr and recorded in `weights_id`, so stored features always say what produced them.
+
+3. Load with `load_state_dict_file(path)` (torch pickles with `weights_only=True`, or .safetensors)
+   and the model's own `load_state_dict(..., strict=True)`.
+
+4. Random initialisation is seeded (`seeded_init(seed)`), so every worker of a distributed run builds
+   the same random network and their features are comparable.
+
+Execution helpers shared by all backbones: `torch_device(config)`, `autocast_for(config, device)`
+(bf16 autocast on CUDA when precision is "auto", fp32 on CPU) and `chunked(n, size)`.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, TextIO
+
+from avvp.extract.backbones.base import BackboneConfig, WeightsUnavailable
+
+WEIGHT_MODES = ("pretrained", "random")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Downloads are opt-in: avvp/_env.py puts the hub libraries offline unless AVVP_ONLINE=1.
+ONLINE_ENV = "AVVP_ONLINE"
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """One published set of pretrained weights and everything needed to find and use them."""
+
+    backbone: str  # registry name of the backbone using them, for messages
+    weights_name: str  # stable identity stored as the `weights` attribute, e.g. "torchvision:..."
+    filename: str  # canonical file name expected under --weights-dir and in the cache
+    url: str = ""  # where a human (or the library when online) downloads the file
+    cache: str = "torch_hub"  # "torch_hub" | "hf_hub" | "none" (weights_dir only)
+    sha256_prefix: str = ""  # leading hex digits of the file's SHA-256, when published
+    alt_filenames: tuple[str, ...] = ()  # other accepted names (e.g. an older re-serialisation)
+    hf_repo: str = ""  # for cache="hf_hub": repository id
+    hf_filenames: tuple[str, ...] = ()  # for cache="hf_hub": files tried in order in that repository
+    preprocessing: Mapping[str, Any] = field(default_factory=dict)  # mean/std/size..., stored as attrs
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """A weights file that exists on disk, and how it should be described in the store."""
+
+    path: Path
+    weights_id: str
+    source: str  # "weights_dir" | "cache" | "download"
+    sha256_verified: bool | None  # None when the spec publishes no hash
+
+
+def downloads_allowed() -> bool:
+    """True when the user opted in to network downloads (`AVVP_ONLINE=1`)."""
+    return os.environ.get(ONLINE_ENV, "0") == "1"
+
+
+def check_weights_mode(config: BackboneConfig) -> None:
+    """Reject unknown `weights` / `precision` values with the list of valid ones."""
+    if config.weights not in WEIGHT_MODES:
+        raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {config.weights!r}")
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+
+
+def check_options(config: BackboneConfig, backbone: str, allowed: Mapping[str, str]) -> None:
+    """Reject option names the backbone does not know (a typo must not silently use a default).
+
+    `allowed` maps each option name to a one-line description, shown in the error.
+    """
+    unknown = sorted(set(dict(config.options)) - set(allowed))
+    if unknown:
+        known = "; ".join(f"{k}: {v}" for k, v in sorted(allowed.items()))
+        raise ValueError(f"{backbone}: unknown option(s) {unknown}; known options: {known}")
+
+
+def announce_random_weights(backbone: str, stream: TextIO | None = None) -> None:
+    """The one-line stderr notice every backbone prints when built with random weights."""
+    print(
+        f"avvp: NOTICE: backbone {backbone!r} uses RANDOM weights (--weights random); its outputs carry "
+        f"no pretrained information and are for testing only",
+        file=stream if stream is not None else sys.stderr,
+        flush=True,
+    )
+
+
+def torch_hub_checkpoint_dir() -> Path:
+    """torch's standard weights cache, `$TORCH_HOME/hub/checkpoints` (read at call time)."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def hf_hub_cache_dir() -> Path:
+    """huggingface_hub's cache directory, computed at call time from HF_HUB_CACHE / HF_HOME.
+
+    huggingface_hub reads these variables once at import; computing them here means a changed
+    environment (a test, a CLI flag) is honoured even after the library has been imported.
+    """
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
+    return Path(home) / "hub"
+
+
+def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def missing_weights_message(spec: WeightsSpec, searched: list[Path], weights_dir: str | None,
+                            reason: str = "") -> str:
+    """The WeightsUnavailable text: which file, where it was looked for, and every way out."""
+    names = " or ".join(repr(n) for n in (spec.filename, *spec.alt_filenames))
+    lines = [
+        f"{spec.backbone}: pretrained weights {spec.weights_name} are not available"
+        + (f" ({reason})" if reason else "") + ".",
+        f"  expected file: {names}",
+        "  looked in: " + (", ".join(str(p) for p in searched) if searched else "(nowhere)"),
+    ]
+    if spec.url:
+        lines.append(f"  download from: {spec.url}")
+    where = Path(weights_dir) if weights_dir else Path("DIR")
+    lines.append(f"  fix: save the file as {where / spec.filename} and pass --weights-dir {where}")
+    if spec.cache == "torch_hub":
+        lines.append(f"   or: put it in the torch cache as {torch_hub_checkpoint_dir() / spec.filename}")
+    elif spec.cache == "hf_hub" and spec.hf_repo:
+        lines.append(f"   or: have huggingface_hub cache {spec.hf_repo} (files {', '.join(spec.hf_filenames)}) "
+                     f"under {hf_hub_cache_dir()}")
+    if spec.cache != "none":
+        lines.append(f"   or: set {ONLINE_ENV}=1 to let avvp download it")
+    lines.append("   or: pass --weights random (seeded random init; features are meaningless, tests only)")
+    return "\n".join(lines)
+
+
+def _verified(spec: WeightsSpec, path: Path, source: str, stream: TextIO | None = None) -> ResolvedWeights:
+    """Wrap a found file; hash-check it when the spec publishes a hash prefix."""
+    name = path.name
+    if name != spec.filename:
+        ident = f"{spec.weights_name} (file {name})"
+    else:
+        ident = spec.weights_name
+    if not spec.sha256_prefix:
+        return ResolvedWeights(path, ident, source, None)
+    # Alternative file names carry their own published prefix (torchvision's "<name>-<sha8>.pth").
+    expected = spec.sha256_prefix if name == spec.filename else Path(name).stem.rsplit("-", 1)[-1]
+    digest = sha256_of(path)
+    if digest.startswith(expected):
+        return ResolvedWeights(path, ident, source, True)
+    print(
+        f"avvp: WARNING: {path} does not match the published SHA-256 prefix {expected} "
+        f"(got {digest[:16]}); loading it anyway and recording the digest in the 'weights' attribute",
+        file=stream if stream is not None else sys.stderr,
+        flush=True,
+    )
+    return ResolvedWeights(path, f"{ident} [sha256 {digest[:16]} != published {expected}]", source, False)
+
+
+def resolve_weights_file(spec: WeightsSpec, weights_dir: str | None) -> ResolvedWeights:
+    """Find (or, when allowed, download) the file for `spec`; raise WeightsUnavailable otherwise."""
+    names = (spec.filename, *spec.alt_filenames)
+    if weights_dir is not None:
+        searched = [Path(weights_dir) / n for n in names]
+        for path in searched:
+            if path.is_file():
+                return _verified(spec, path, "weights_dir")
+        reason = "weights directory does not exist" if not Path(weights_dir).is_dir() else "file not found"
+        raise WeightsUnavailable(missing_weights_message(spec, searched, weights_dir, reason))
+
+    if spec.cache == "torch_hub":
+        cache_dir = torch_hub_checkpoint_dir()
+        searched = [cache_dir / n for n in names]
+        for path in searched:
+            if path.is_file():
+                return _verified(spec, path, "cache")
+        if not downloads_allowed():
+            raise WeightsUnavailable(missing_weights_message(spec, searched, None, "offline and not cached"))
+        import torch
+
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        target = cache_dir / spec.filename
+        # download_url_to_file writes to a temp file and renames it, and checks the hash prefix
+        torch.hub.download_url_to_file(spec.url, str(target), hash_prefix=spec.sha256_prefix or None)
+        return ResolvedWeights(target, spec.weights_name, "download", bool(spec.sha256_prefix) or None)
+
+    if spec.cache == "hf_hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cache_dir = hf_hub_cache_dir()
+        for hf_name in spec.hf_filenames:
+            hit = try_to_load_from_cache(spec.hf_repo, hf_name, cache_dir=str(cache_dir))
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return ResolvedWeights(Path(hit), spec.weights_name, "cache", None)
+        searched = [cache_dir / f"models--{spec.hf_repo.replace('/', '--')}" / "snapshots" / "*" / n
+                    for n in spec.hf_filenames]
+        if not downloads_allowed():
+            raise WeightsUnavailable(missing_weights_message(spec, searched, None, "offline and not cached"))
+        from huggingface_hub import hf_hub_download
+
+        errors = []
+        for hf_name in spec.hf_filenames:
+            try:
+                path = hf_hub_download(spec.hf_repo, hf_name, cache_dir=str(cache_dir))
+                return ResolvedWeights(Path(path), spec.weights_name, "download", None)
+            except Exception as exc:  # noqa: BLE001 - collect every attempt for the message
+                errors.append(f"{hf_name}: {type(exc).__name__}: {exc}")
+        raise WeightsUnavailable(missing_weights_message(spec, searched, None, "download failed: " + "; ".join(errors)))
+
+    raise WeightsUnavailable(missing_weights_message(spec, [], None, "no standard cache for these weights"))
+
+
+def load_state_dict_file(path: Path | str) -> dict[str, Any]:
+    """Read a state dict from a .safetensors file or a torch pickle (weights_only, no code execution).
+
+    Unwraps the two common containers ({"state_dict": ...} and DataParallel's "module." prefix).
+    """
+    import torch
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path), device="cpu")
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Run model construction under a fixed torch seed without disturbing the caller's RNG state."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+# ----------------------------------------------------------------------------------------------
+# execution context
+
+
+def torch_device(config: BackboneConfig):
+    import torch
+
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {config.device!r} requested but this torch has no CUDA device")
+    return device
+
+
+def autocast_for(config: BackboneConfig, device) -> contextlib.AbstractContextManager:
+    """The autocast context for a forward pass.
+
+    "auto" = bf16 autocast on CUDA (the GPU fast path), plain fp32 on CPU (CPU bf16 is slower there
+    and fp32 is the reference-exact setting). "fp32" never autocasts; "bf16"/"fp16" always do.
+    """
+    import torch
+
+    if config.precision == "fp32" or (config.precision == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    dtype = torch.float16 if config.precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def chunked(total: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most `size` covering range(total)."""
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    for start in range(0, total, size):
+        yield slice(start, min(start + size, total))
