@@ -1,0 +1,179 @@
+"""Training data: features by name from the store, split by /videos/split, served as `base.Batch`es.
+
+Roles: `DataConfig.audio` → batch.audio, `.visual` → batch.visual, `.motion` → batch.motion (None: no 3D
+stream). `parse_visual_arg("clip,r2plus1d")` gives (visual="clip", motion="r2plus1d").
+
+By default every feature of a split is read ONCE into memory as a float32 torch tensor; a batch is
+then a tensor index (no workers, no per-item Python). `mmap=True` keeps the features in the HDF5 file and
+reads each batch's rows from it (stores that do not fit in memory). benchmarks/train.py measures that
+the in-memory loader costs a negligible share of a training step.
+
+Videos lacking any array the run needs (a feature, the weak label) are left out of their split with a
+warning; the ids are listed in `SplitData.skipped` (the trainer writes them to skipped_videos.json).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from avvp.data.store import Store
+from avvp.models.base import Batch, InputDims
+from avvp.train.config import DataConfig
+from avvp.train.labels import Targets, load_targets
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+def parse_visual_arg(value: str) -> tuple[str, str | None]:
+    """`--visual clip,r2plus1d` → ("clip", "r2plus1d"); `--visual clip` → ("clip", None)."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"--visual expects 'visual' or 'visual,motion', got {value!r}")
+    return parts[0], (parts[1] if len(parts) == 2 and parts[1].lower() not in ("none", "null") else None)
+
+
+class H5Rows:
+    """Rows of an HDF5 feature array read on demand (the memory-map mode)."""
+
+    def __init__(self, path: str, dataset: str, rows: np.ndarray):
+        self._file = h5py.File(path, "r")
+        self._ds = self._file[dataset]
+        self.rows = rows  # store row of each split row
+        self.shape = (len(rows),) + tuple(self._ds.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        wanted = self.rows[np.asarray(idx)]
+        order = np.argsort(wanted, kind="stable")
+        uniq, inverse = np.unique(wanted[order], return_inverse=True)
+        data = self._ds[uniq]  # h5py needs increasing indices
+        out = np.empty((len(wanted),) + data.shape[1:], dtype=np.float32)
+        out[order] = data[inverse]
+        return torch.from_numpy(out)
+
+
+def _take(source: torch.Tensor | H5Rows | None, idx: torch.Tensor) -> torch.Tensor | None:
+    if source is None:
+        return None
+    return source[idx]
+
+
+@dataclass
+class SplitData:
+    name: str
+    ids: np.ndarray  # (N,) video ids
+    audio: torch.Tensor | H5Rows
+    visual: torch.Tensor | H5Rows
+    motion: torch.Tensor | H5Rows | None
+    targets: Targets
+    gt_audio: np.ndarray | None = None  # (N,10,K) segment ground truth (synthetic stores)
+    gt_visual: np.ndarray | None = None
+    text: dict[str, torch.Tensor] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, idx: torch.Tensor) -> Batch:
+        t = self.targets
+        return Batch(
+            audio=_take(self.audio, idx), visual=_take(self.visual, idx), motion=_take(self.motion, idx),
+            weak=t.weak[idx], index=idx,
+            pseudo_audio=_take(t.pseudo_audio, idx), pseudo_visual=_take(t.pseudo_visual, idx),
+            refined_audio=_take(t.refined_audio, idx), refined_visual=_take(t.refined_visual, idx),
+            eiou=_take(t.eiou, idx), text=self.text,
+        )
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[Batch]:
+        """Batches in order, or in a permutation drawn from `generator` (the trainer seeds it per epoch)."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            yield self.batch(order[start : start + batch_size])
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        return len(self) // batch_size if drop_last else -(-len(self) // batch_size)
+
+
+class TrainingData:
+    """The train/val/test splits of one store for one feature-role choice."""
+
+    def __init__(self, cfg: DataConfig, *, splits: Sequence[str] = SPLITS):
+        self.cfg = cfg
+        if not cfg.store:
+            raise ValueError("data.store is empty: pass --data <store.h5>")
+        self.splits: dict[str, SplitData] = {}
+        with Store(cfg.store) as store:
+            self.classes = store.classes
+            self.features = {"audio": cfg.audio, "visual": cfg.visual, "motion": cfg.motion}
+            for role, name in self.features.items():
+                if name is not None and not store.has(f"features/{name}"):
+                    have = sorted(p.split("/", 1)[1] for p in store.arrays() if p.startswith("features/"))
+                    raise ValueError(f"{cfg.store} has no /features/{name} (for the {role} role); it has {have}")
+            self.text = {
+                p.split("/", 1)[1]: torch.from_numpy(np.asarray(store.read(p), dtype=np.float32))
+                for p in store.arrays() if p.startswith("text/")
+            }
+            # per-video shape of each feature (any row: every row of an array has the same shape)
+            self.shapes = {role: tuple(store.read(f"features/{name}", [store.ids[0]]).shape[1:])
+                           for role, name in self.features.items() if name is not None}
+            for split in splits:
+                self.splits[split] = self._load_split(store, split)
+
+    @property
+    def dims(self) -> InputDims:
+        s = self.shapes
+        return InputDims(
+            audio=tuple(s["audio"]), visual=tuple(s["visual"]), motion=tuple(s["motion"]) if "motion" in s else None,
+            num_classes=len(self.classes), text_dims=tuple((k, int(v.shape[1])) for k, v in sorted(self.text.items())),
+        )
+
+    def __getitem__(self, split: str) -> SplitData:
+        return self.splits[split]
+
+    def _load_split(self, store: Store, split: str) -> SplitData:
+        ids = store.split_ids(split)
+        if len(ids) == 0:
+            raise ValueError(f"{store.path} has no {split!r} videos (/videos/split)")
+        needed = [f"features/{n}" for n in self.features.values() if n is not None] + ["labels/weak"]
+        rows = store.index(ids)
+        present = np.ones(len(ids), dtype=bool)
+        for path in needed:
+            present &= store.mask(path)[rows]
+        skipped = [str(v) for v in ids[~present]]
+        if skipped:
+            log.warning("%s: %d %s videos lack %s and are left out (e.g. %s)", store.path, len(skipped), split,
+                        " or ".join("/" + p for p in needed), skipped[:5])
+            ids, rows = ids[present], rows[present]
+        kind = self.cfg.labels if split == "train" else "weak"
+        targets = load_targets(store, list(ids), kind)
+
+        def feature(name: str | None):
+            if name is None:
+                return None
+            if self.cfg.mmap:
+                return H5Rows(str(store.path), f"features/{name}", rows)
+            return torch.from_numpy(np.ascontiguousarray(store.read(f"features/{name}", list(ids)), dtype=np.float32))
+
+        gt_a = gt_v = None
+        if store.has("gt/audio") and store.has("gt/visual"):
+            gt_a, gt_v = store.read("gt/audio", list(ids)), store.read("gt/visual", list(ids))
+        elif split in ("val", "test"):
+            from avvp.data.llp import read_eval_annotations
+
+            gt_a, gt_v = read_eval_annotations(self.cfg.annotations).ground_truth(list(ids))
+        return SplitData(
+            name=split, ids=ids, audio=feature(self.cfg.audio), visual=feature(self.cfg.visual),
+            motion=feature(self.cfg.motion), targets=targets, gt_audio=gt_a, gt_visual=gt_v, text=self.text,
+            skipped=skipped,
+        )

@@ -1,0 +1,326 @@
+"""The trainer: one loop for every registered model, with the papers' optimisers and schedules.
+
+Per epoch e = 1..E: set the learning rate of epoch e (`SCHEDULES`), train one pass over the shuffled
+training split (permutation from a generator seeded by (seed, e), so the order does not depend on any
+other RNG use), evaluate the validation split with the official metric, keep `best.pt` by val
+segment-level Type@AV under the preset's rule (`train.select`: ">=", ">" or "last"; test is never
+looked at during training), append a line to metrics.jsonl and write last.pt (model + optimiser +
+RNG states + epoch + selection state) so that `--resume` continues bit-exactly. At the end best.pt is
+loaded, predictions_{val,test}.h5 and metrics_final.json are written and the ten numbers printed.
+
+Schedules (lr of epoch e, epochs counted from 1):
+    steplr          lr · gamma^((e−1) // step)   (HAN: `scheduler.step(epoch)` after each epoch → 3e-4 for
+                    epochs 1-10, 3e-5 for 11-20, ...)
+    warmup_cosine   e < W: e/W · lr_max;  else lr_min + ½(lr_max − lr_min)(1 + cos(π(e − W)/(E − W)))  (VALOR)
+    constant        lr
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from avvp.metrics import MetricResult, evaluate
+from avvp.models import build_model
+from avvp.models.base import InputDims, ParsingModel
+from avvp.registry import Registry
+from avvp.train.config import ExperimentConfig, OptimConfig, dump_config
+from avvp.train.data import SplitData, TrainingData
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = "avvp-checkpoint"
+CHECKPOINT_VERSION = 1
+SELECT_KEY = ("segment", "type")  # val segment-level Type@AV
+
+# ------------------------------------------------------------------------------------ schedules
+ScheduleFn = Callable[[int, OptimConfig], float]
+SCHEDULES: Registry[ScheduleFn] = Registry("lr schedule")
+
+
+@SCHEDULES.register("steplr")
+def steplr(epoch: int, o: OptimConfig) -> float:
+    return o.lr * o.gamma ** ((epoch - 1) // o.step)
+
+
+@SCHEDULES.register("warmup_cosine")
+def warmup_cosine(epoch: int, o: OptimConfig) -> float:
+    if epoch < o.warmup:
+        return epoch / o.warmup * o.lr
+    span = max(o.epochs - o.warmup, 1)
+    return o.lr_min + 0.5 * (o.lr - o.lr_min) * (1 + math.cos(math.pi * (epoch - o.warmup) / span))
+
+
+@SCHEDULES.register("constant")
+def constant(epoch: int, o: OptimConfig) -> float:
+    return o.lr
+
+
+def lr_at(epoch: int, o: OptimConfig) -> float:
+    return SCHEDULES.get(o.schedule)(epoch, o)
+
+
+# ----------------------------------------------------------------------------------- optimisers
+OptimizerFn = Callable[[Iterable[nn.Parameter], OptimConfig], torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimizerFn] = Registry("optimizer")
+OPTIMIZERS.register("adam")(lambda params, o: torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                                               weight_decay=o.weight_decay))
+OPTIMIZERS.register("adamw")(lambda params, o: torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                                                 weight_decay=o.weight_decay))
+
+
+# ---------------------------------------------------------------------------------------- setup
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        # warn_only: a few CUDA backward kernels (adaptive pooling) have no deterministic version
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def shuffle_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def input_dims_from_dict(d: dict[str, Any]) -> InputDims:
+    return InputDims(
+        audio=tuple(d["audio"]), visual=tuple(d["visual"]), motion=tuple(d["motion"]) if d["motion"] else None,
+        num_classes=int(d["num_classes"]), text_dims=tuple((str(k), int(v)) for k, v in d.get("text_dims", ())),
+    )
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ParsingModel, dict[str, Any]]:
+    """Rebuild a trained model from best.pt/last.pt (what `avvp-parse` needs). Returns (model in eval mode, ckpt)."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an avvp checkpoint (format {ckpt.get('format')!r})")
+    model = build_model(ckpt["model_name"], ckpt["model_options"], input_dims_from_dict(ckpt["input_dims"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+# -------------------------------------------------------------------------------------- results
+@dataclass
+class FitResult:
+    best_epoch: int
+    val: MetricResult
+    test: MetricResult | None
+    out: Path
+
+
+def format_table(results: dict[str, MetricResult]) -> str:
+    head = f"{'':14s}" + "".join(f"{c:>8s}" for c in ("A", "V", "AV", "Type", "Event"))
+    lines = [head]
+    for split, r in results.items():
+        for level in ("segment", "event"):
+            lv = getattr(r, level)
+            lines.append(f"{split + ' ' + level[:3]:14s}" + "".join(
+                f"{getattr(lv, m):8.2f}" for m in ("audio", "visual", "audio_visual", "type", "event")))
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------- trainer
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, data: TrainingData | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        if not cfg.train.out:
+            raise ValueError("train.out is empty: pass --out <run dir>")
+        self.out = Path(cfg.train.out)
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        self.data = data if data is not None else TrainingData(cfg.data)
+        self.dims = self.data.dims
+
+    # -- building
+    def _build(self) -> tuple[ParsingModel, torch.optim.Optimizer]:
+        seed_everything(self.cfg.train.seed, self.cfg.train.deterministic)
+        model = build_model(self.cfg.model.name, self.cfg.model.options, self.dims).to(self.device)
+        optimizer = OPTIMIZERS.get(self.cfg.optim.optimizer)(model.parameters(), self.cfg.optim)
+        return model, optimizer
+
+    def _checkpoint(self, model: ParsingModel, epoch: int, val: dict | None) -> dict[str, Any]:
+        options = model.options_dict() if hasattr(model, "options_dict") else dict(self.cfg.model.options)
+        return {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "config": self.cfg.to_dict(), "model_name": self.cfg.model.name, "model_options": options,
+            "input_dims": asdict(self.dims), "features": dict(self.data.features),
+            "classes": list(self.data.classes), "epoch": epoch, "val": val,
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        }
+
+    # -- inference
+    @torch.no_grad()
+    def predict(self, model: ParsingModel, split: SplitData) -> dict[str, np.ndarray]:
+        model.eval()
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("audio", "visual", "video", "audio_video", "visual_video")}
+        for batch in split.batches(self.cfg.data.eval_batch_size):
+            out = model(batch.to(self.device))
+            parts["audio"].append(out.audio_seg.float().cpu().numpy())
+            parts["visual"].append(out.visual_seg.float().cpu().numpy())
+            parts["video"].append(out.video.float().cpu().numpy())
+            if out.audio_video is not None:
+                parts["audio_video"].append(out.audio_video.float().cpu().numpy())
+            if out.visual_video is not None:
+                parts["visual_video"].append(out.visual_video.float().cpu().numpy())
+        # MMIL sums can exceed 1 by float rounding (1.0000001); the predictions file requires [0, 1]
+        return {k: (np.clip(np.concatenate(v), 0.0, 1.0) if v else None) for k, v in parts.items()}
+
+    def score(self, split: SplitData, pred: dict[str, np.ndarray]) -> MetricResult:
+        if split.gt_audio is None:
+            raise ValueError(f"no segment ground truth for the {split.name} split")
+        return evaluate(split.gt_audio, split.gt_visual, pred["audio"], pred["visual"], pred["video"],
+                        audio_video=pred["audio_video"], visual_video=pred["visual_video"], gate=self.cfg.train.gate)
+
+    # -- training
+    def train_epoch(self, model: ParsingModel, optimizer: torch.optim.Optimizer, epoch: int) -> dict[str, float]:
+        o = self.cfg.optim
+        model.train()
+        train = self.data["train"]
+        totals: dict[str, float] = {}
+        seen = 0
+        batches = train.batches(o.batch_size, shuffle=True, generator=shuffle_generator(self.cfg.train.seed, epoch))
+        if self.cfg.train.progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, total=train.num_batches(o.batch_size), desc=f"epoch {epoch}/{o.epochs}",
+                           leave=False, dynamic_ncols=True)
+        for batch in batches:
+            batch = batch.to(self.device)
+            out = model(batch)
+            loss, parts = model.loss(out, batch, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if o.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+            optimizer.step()
+            n = batch.size
+            seen += n
+            for k, v in {"total": loss.item(), **parts}.items():
+                totals[k] = totals.get(k, 0.0) + v * n
+        return {k: v / max(seen, 1) for k, v in totals.items()}
+
+    def _improved(self, value: float, best: float | None) -> bool:
+        rule = self.cfg.train.select
+        if best is None or rule == "last":
+            return True
+        return value >= best if rule == ">=" else value > best
+
+    def fit(self, resume: bool = False) -> FitResult:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        last_path, best_path, metrics_path = self.out / "last.pt", self.out / "best.pt", self.out / "metrics.jsonl"
+        if last_path.exists() and not resume:
+            raise FileExistsError(f"{self.out} already holds a run (last.pt); pass --resume or choose another --out")
+        dump_config(cfg, self.out / "config.yaml")
+        skipped = {s.name: s.skipped for s in self.data.splits.values() if s.skipped}
+        if skipped:
+            (self.out / "skipped_videos.json").write_text(json.dumps(skipped, indent=1))
+        model, optimizer = self._build()
+        start, best, best_epoch = 1, None, 0
+        if resume and last_path.exists():
+            state = torch.load(last_path, map_location=self.device, weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            set_rng_states(state["rng"])
+            start, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
+            # drop metrics lines of epochs that ran after this checkpoint (a kill between the two writes)
+            if metrics_path.exists():
+                lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["epoch"] <= state["epoch"]]
+                metrics_path.write_text("".join(l + "\n" for l in lines))
+            log.info("resuming %s after epoch %d", self.out, state["epoch"])
+        elif metrics_path.exists():
+            metrics_path.unlink()
+        val_split = self.data["val"]
+        for epoch in range(start, cfg.optim.epochs + 1):
+            t0 = time.perf_counter()
+            lr = lr_at(epoch, cfg.optim)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            losses = self.train_epoch(model, optimizer, epoch)
+            val = self.score(val_split, self.predict(model, val_split))
+            value = val.segment.type
+            selected = self._improved(value, best)
+            if selected:
+                best, best_epoch = value, epoch
+                _atomic_save(self._checkpoint(model, epoch, val.as_dict()), best_path)
+            record = {"epoch": epoch, "lr": lr, "seconds": round(time.perf_counter() - t0, 3), "train": losses,
+                      "val": val.as_dict(), "selected": selected}
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                          "best": best, "best_epoch": best_epoch, "rng": rng_states(), "config": cfg.to_dict()}, last_path)
+            if cfg.train.progress:
+                print(f"epoch {epoch:3d}  lr {lr:.3g}  loss {losses.get('total', float('nan')):.4f}  "
+                      f"val seg Type@AV {value:6.2f}{'  *' if selected else ''}  ({record['seconds']:.1f} s)", flush=True)
+        return self.finish()
+
+    def finish(self) -> FitResult:
+        """Load best.pt, write predictions_{val,test}.h5 and metrics_final.json, print the table."""
+        from avvp.data.predictions import write_predictions
+
+        model, ckpt = load_model(self.out / "best.pt", self.device)
+        results: dict[str, MetricResult] = {}
+        for split_name in ("val", "test"):
+            if split_name not in self.data.splits:
+                continue
+            split = self.data[split_name]
+            pred = self.predict(model, split)
+            write_predictions(
+                self.out / f"predictions_{split_name}.h5", [str(v) for v in split.ids], pred["audio"], pred["visual"],
+                pred["video"], pred["audio_video"], pred["visual_video"],
+                attrs={"model": self.cfg.model.name, "preset": self.cfg.preset, "checkpoint": "best.pt",
+                       "epoch": int(ckpt["epoch"]), "gate": self.cfg.train.gate},
+                classes=self.data.classes,
+            )
+            if split.gt_audio is not None:
+                results[split_name] = self.score(split, pred)
+        final = {"preset": self.cfg.preset, "model": self.cfg.model.name, "best_epoch": int(ckpt["epoch"]),
+                 "select": self.cfg.train.select, "gate": self.cfg.train.gate,
+                 **{k: v.as_dict() for k, v in results.items()}}
+        (self.out / "metrics_final.json").write_text(json.dumps(final, indent=1))
+        if self.cfg.train.progress:
+            print(f"best epoch {ckpt['epoch']} (val segment Type@AV, rule {self.cfg.train.select!r})")
+            print(format_table(results), flush=True)
+        return FitResult(int(ckpt["epoch"]), results.get("val"), results.get("test"), self.out)
