@@ -1,0 +1,111 @@
+"""`avvp-parse`: any video(s) → an audio-visual event timeline (JSON), a picture (PNG), optionally HTML.
+
+    avvp-parse VIDEO... --checkpoint runs/NAME/best.pt [--out DIR] [--html [--embed-video]]
+               [--weights pretrained|random] [--weights-dir DIR] [--device auto]
+               [--gate global|modality|mmcse|none] [--no-gate] [--threshold 0.5]
+               [--clip-model NAME] [--clip-pretrained TAG] [--clap-ckpt FILE]
+
+The checkpoint says which features the model was trained on; only those backbones run, with the code of
+`avvp-extract`, on consecutive 10 s windows covering the whole video. Per video DIR gets
+`<stem>.timeline.json`, `<stem>.png` and, with --html, `<stem>.html` (a self-contained page that plays the
+video with a cursor over the timeline). Exit codes: 0 = all parsed, 3 = some videos failed (listed),
+2 = could not start (bad arguments, checkpoint or weights unavailable).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from avvp.metrics import GATES
+
+EXIT_OK, EXIT_START, EXIT_SOME_FAILED = 0, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avvp-parse", description=__doc__.split("\n\n")[0])
+    p.add_argument("videos", nargs="+", type=Path, help="video files (any length, any container ffmpeg reads)")
+    p.add_argument("--checkpoint", required=True, type=Path, help="best.pt of an avvp-train run")
+    p.add_argument("--out", type=Path, default=Path("parse_out"), help="output folder (default parse_out)")
+    p.add_argument("--html", action="store_true", help="also write a self-contained HTML page per video")
+    p.add_argument("--embed-video", action="store_true",
+                   help="embed the video in the HTML page (base64) when it is at most --max-embed-mb")
+    p.add_argument("--max-embed-mb", type=float, default=20.0)
+    p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
+                   help="'random' runs the backbones with random weights: plumbing only, never meaningful")
+    p.add_argument("--weights-dir", type=Path, help="folder with offline backbone weight files")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")
+    p.add_argument("--gate", choices=GATES.names(), default=None,
+                   help="video-level gate (default: the one the checkpoint was evaluated with)")
+    p.add_argument("--no-gate", action="store_true", help="same as --gate none: segment probabilities alone")
+    p.add_argument("--threshold", type=float, default=0.5, help="segment/video probability threshold (default 0.5)")
+    p.add_argument("--clip-model", default=None, help="open_clip model (default: the training store's)")
+    p.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag (default: the training store's)")
+    p.add_argument("--clap-ckpt", default=None, help="laion_clap checkpoint name or path")
+    p.add_argument("--no-thumbnails", action="store_true", help="no frame strip in the PNG")
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    from avvp.parse.run import ParseConfig
+
+    options = []
+    clip = tuple((k, v) for k, v in (("model", args.clip_model), ("pretrained", args.clip_pretrained)) if v)
+    if clip:
+        options.append(("clip", clip))
+    if args.clap_ckpt:
+        options.append(("clap", (("ckpt", args.clap_ckpt),)))
+    if args.no_gate and args.gate not in (None, "none"):
+        raise ValueError(f"--no-gate contradicts --gate {args.gate}")
+    return ParseConfig(
+        checkpoint=str(args.checkpoint), out=str(args.out), html=args.html, embed_video=args.embed_video,
+        max_embed_bytes=int(args.max_embed_mb * 1024 * 1024), weights=args.weights,
+        weights_dir=str(args.weights_dir) if args.weights_dir else None, device=args.device,
+        precision=args.precision, decoder=args.decoder, gate="none" if args.no_gate else args.gate,
+        threshold=args.threshold, backbone_options=tuple(options), thumbnails=not args.no_thumbnails,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from avvp.extract.backbones import WeightsUnavailable
+    from avvp.parse.run import ParseFailure, parse_videos
+
+    try:
+        cfg = config_from_args(args)
+    except ValueError as err:
+        print(f"avvp-parse: error: {err}", file=sys.stderr)
+        return EXIT_START
+    if not args.checkpoint.is_file():
+        print(f"avvp-parse: error: checkpoint {args.checkpoint} not found", file=sys.stderr)
+        return EXIT_START
+    if cfg.weights == "random":
+        print("avvp-parse: NOTICE: --weights random: the backbones run with RANDOM weights, so the timeline shows "
+              "the plumbing, not meaningful events", file=sys.stderr)
+    try:
+        results = parse_videos([str(v) for v in args.videos], cfg)
+    except (WeightsUnavailable, ValueError, KeyError, FileNotFoundError) as err:
+        print(f"avvp-parse: error: {err}", file=sys.stderr)
+        return EXIT_START
+    failed = 0
+    for r in results:
+        if isinstance(r, ParseFailure):
+            failed += 1
+            print(f"avvp-parse: FAILED {r.video}: {r.stage}: {r.message}", file=sys.stderr)
+            continue
+        t = r.timeline
+        print(f"{r.video}: {t.duration:.2f} s, {len(t.window_starts)} window(s), {len(t.events)} event(s)")
+        for e in t.events:
+            print(f"  {e.start:7.2f} - {e.end:7.2f} s  {e.modality:12s} {e.label:24s} peak {e.peak:.2f}")
+        print(f"  timeline: {r.json_path}")
+        print(f"  figure:   {r.png_path}")
+        if r.html_path:
+            print(f"  page:     {r.html_path}")
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""`avvp-parse` end to end: a trained checkpoint + any video(s) → timeline JSON, PNG (and HTML).
+
+1. `load_parser` rebuilds the model from `best.pt` (`avvp.train.loop.load_model`) and reads which store
+   features it was trained on (`ckpt["features"]`: role → feature name, e.g. audio=vggish,
+   visual=clip, motion=r2plus1d). Only the backbones producing those features are built
+   (`FEATURE_BACKBONE`: clap_tokens comes from the clap backbone; every other feature from the backbone
+   of the same name). Backbone options that change the numbers (the CLIP model and tag) are taken from
+   the training store's array attributes when that store is still there, unless given explicitly.
+2. `parse_video` covers the whole duration with consecutive windows (0, 10, 20, ... s; the decoder pads
+   the last, partial one) and runs, per window, exactly the extraction code of `avvp-extract`
+   (`avvp.pipeline.core.decode_job` + `run_backbones`), so the features equal what the store holds for
+   the same window.
+3. The model runs once on the batch of windows; `avvp.parse.timeline.build_timeline` gates, thresholds and
+   merges the segments into events; the JSON, the PNG (with frame thumbnails from the decoded frames) and
+   optionally the HTML page are written next to each other in the output folder.
+
+A video that cannot be decoded or extracted gives a `ParseFailure` (stage + message) and the run goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from avvp.data.classes import NUM_SEGMENTS
+from avvp.parse.timeline import Timeline, TimelineConfig, WindowPrediction, build_timeline
+
+# store feature name → the backbone that writes it (features not listed come from the same-named backbone)
+FEATURE_BACKBONE: dict[str, str] = {"clap_tokens": "clap"}
+# backbone options that change the features and that the backbones record as array attributes; a parse
+# must use the values the model was trained with, so they are read back from the training store
+INHERITED_OPTIONS: dict[str, tuple[str, ...]] = {"clip": ("model", "pretrained", "quick_gelu")}
+THUMBNAIL_HEIGHT = 54  # px, the figure's thumbnail strip
+
+
+def window_starts(duration: float, window: float = 10.0, fps: int = 8) -> list[float]:
+    """Starts of the consecutive windows covering the video: 0, window, 2·window, ... — the decoder's own
+    rule (`avvp.extract.decode.num_windows`: a last window with less than one frame period of content
+    is not started), so every start decodes."""
+    from avvp.extract.decode import num_windows
+
+    return [k * window for k in range(num_windows(duration, window, fps))]
+
+
+@dataclass(frozen=True)
+class ParseConfig:
+    checkpoint: str
+    out: str = "parse_out"
+    html: bool = False
+    embed_video: bool = False
+    max_embed_bytes: int = 20 * 1024 * 1024
+    weights: str = "pretrained"  # "pretrained" | "random" (random only when asked for explicitly)
+    weights_dir: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    decoder: str | None = None
+    gate: str | None = None  # None = the checkpoint's evaluation gate (train.gate); "none" disables gating
+    threshold: float = 0.5
+    window: float = 10.0
+    # explicit backbone options, e.g. (("clip", (("model", "ViT-B-32"),)),); they win over inherited ones
+    backbone_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    thumbnails: bool = True
+
+
+@dataclass
+class Parser:
+    """A loaded checkpoint, ready to parse videos: the model, what it needs, and the built backbones."""
+
+    model: Any
+    checkpoint: dict[str, Any]
+    features: dict[str, str | None]  # role → feature name
+    classes: list[str]
+    extraction: Any  # ExtractionConfig of the needed backbones
+    backbones: list[Any]
+    text: dict[str, Any] = field(default_factory=dict)  # label-text embeddings for models that read them
+    device: str = "cpu"
+
+    @property
+    def random_weights(self) -> bool:
+        return self.extraction.weights == "random"
+
+
+@dataclass
+class ParseOutput:
+    video: str
+    timeline: Timeline
+    json_path: Path
+    png_path: Path
+    html_path: Path | None
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    video: str
+    stage: str
+    message: str
+
+
+def backbone_for_feature(feature: str) -> str:
+    return FEATURE_BACKBONE.get(feature, feature)
+
+
+def needed_backbones(features: dict[str, str | None]) -> tuple[str, ...]:
+    """Backbones that produce the features of the roles (audio, visual, motion), in that order, unique."""
+    return tuple(dict.fromkeys(backbone_for_feature(f) for f in features.values() if f))
+
+
+def inherited_options(store_path: str | None, backbones: Sequence[str], features: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+    """Options recorded in the training store's feature attributes (see INHERITED_OPTIONS)."""
+    if not store_path or not Path(store_path).exists():
+        return {}
+    from avvp.data.store import Store
+
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        with Store(store_path) as store:
+            for feature in (f for f in features.values() if f):
+                name = backbone_for_feature(feature)
+                keys = INHERITED_OPTIONS.get(name, ())
+                if not keys or name not in backbones or not store.has(f"features/{feature}"):
+                    continue
+                attrs = store.attrs(f"features/{feature}")
+                values = {k: _plain(attrs[k]) for k in keys if k in attrs}
+                if values:
+                    found.setdefault(name, {}).update(values)
+    except Exception as err:  # noqa: BLE001 - an unreadable old store must not stop a parse
+        print(f"avvp-parse: note: could not read backbone options from {store_path}: {err}", file=sys.stderr)
+        return {}
+    return found
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def resolve_device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_parser(cfg: ParseConfig) -> Parser:
+    """Load the checkpoint and build the backbones its features need."""
+    from avvp.pipeline.core import ExtractionConfig, load_backbones
+    from avvp.train.loop import load_model
+
+    device = resolve_device(cfg.device)
+    model, ckpt = load_model(cfg.checkpoint, device)
+    features = dict(ckpt.get("features") or {})
+    if not features.get("audio") or not features.get("visual"):
+        raise ValueError(f"{cfg.checkpoint}: the checkpoint does not name its audio/visual features ({features})")
+    names = needed_backbones(features)
+    store_path = (ckpt.get("config") or {}).get("data", {}).get("store")
+    options = inherited_options(store_path, names, features)
+    for name, opts in cfg.backbone_options:
+        options.setdefault(name, {}).update(dict(opts))
+    extraction = ExtractionConfig(
+        backbones=names, weights=cfg.weights, weights_dir=cfg.weights_dir, device=device,
+        precision=cfg.precision, decoder=cfg.decoder, start=0.0, window=cfg.window,
+        backbone_options=tuple((n, tuple(sorted(o.items()))) for n, o in sorted(options.items())),
+    )
+    backbones = load_backbones(extraction)
+    parser = Parser(model=model, checkpoint=ckpt, features=features, classes=list(ckpt["classes"]),
+                    extraction=extraction, backbones=backbones, device=device)
+    parser.text = _label_text(parser, store_path)
+    return parser
+
+
+def _label_text(parser: Parser, store_path: str | None) -> dict[str, Any]:
+    """Label-text embeddings for models that consume them (LEAP, LINK): from the training store, else
+    from the backbone that computes them."""
+    import torch
+
+    wanted = [name for name, _ in parser.checkpoint["input_dims"].get("text_dims", ())]
+    if not wanted:
+        return {}
+    text: dict[str, Any] = {}
+    if store_path and Path(store_path).exists():
+        from avvp.data.store import Store
+
+        with Store(store_path) as store:
+            for name in wanted:
+                if store.has(f"text/{name}"):
+                    text[name] = torch.from_numpy(np.asarray(store.read(f"text/{name}"), dtype=np.float32))
+    for name in (n for n in wanted if n not in text):
+        from avvp.extract.backbones import BACKBONES
+
+        backbone = next((b for b in parser.backbones if b.name == name), None) or \
+            BACKBONES.get(name)(parser.extraction.backbone_config(name))
+        arrays = backbone.dataset_arrays()
+        if f"text/{name}" not in arrays:
+            raise ValueError(f"the model needs text/{name} label embeddings, which neither the training store "
+                             f"({store_path}) nor the {name} backbone provides")
+        text[name] = torch.from_numpy(np.asarray(arrays[f"text/{name}"][0], dtype=np.float32))
+    return {k: v.to(parser.device) for k, v in text.items()}
+
+
+def _thumbnails(decoded: Any, start: float, duration: float, window: float) -> list[tuple[float, np.ndarray]]:
+    """One small frame per segment (the middle frame of its 8-frame block), up to the video's end."""
+    from PIL import Image
+
+    frames = np.asarray(decoded.frames)
+    per_segment = frames.shape[0] // NUM_SEGMENTS
+    seg = window / NUM_SEGMENTS
+    out = []
+    for s in range(NUM_SEGMENTS):
+        t = start + (s + 0.5) * seg
+        if t >= duration or per_segment == 0:
+            break
+        image = Image.fromarray(frames[s * per_segment + per_segment // 2])
+        w = max(1, round(image.width * THUMBNAIL_HEIGHT / max(image.height, 1)))
+        out.append((t, np.asarray(image.resize((w, THUMBNAIL_HEIGHT), Image.BILINEAR))))
+    return out
+
+
+def _features_for_window(parser: Parser, video: str, start: float) -> tuple[dict[str, np.ndarray], Any] | ParseFailure:
+    """Decode one window and run the backbones: the avvp-extract code path, one video."""
+    from avvp.pipeline.core import StageFailure, decode_job, run_backbones
+    from avvp.pipeline.jobs import VideoJob
+
+    cfg = dataclasses.replace(parser.extraction, start=float(start))
+    job = VideoJob(id=video, path=video)
+    decoded = decode_job(job, cfg)
+    if isinstance(decoded, StageFailure):
+        return ParseFailure(video, decoded.stage, f"window at {start:g} s: {decoded.message}")
+    (result,) = run_backbones(parser.backbones, [job], [decoded])
+    if result.failures:
+        f = result.failures[0]
+        return ParseFailure(video, f.stage, f"window at {start:g} s: {f.message}")
+    arrays: dict[str, np.ndarray] = {}
+    for out in result.arrays.values():
+        arrays.update(out)
+    return arrays, decoded
+
+
+def _predict(parser: Parser, per_window: list[dict[str, np.ndarray]], starts: list[float]) -> list[WindowPrediction]:
+    """One forward over the batch of windows; probabilities clipped to [0, 1] as the trainer does."""
+    import torch
+
+    from avvp.models.base import Batch
+
+    dims = parser.checkpoint["input_dims"]
+
+    def stack(role: str) -> torch.Tensor | None:
+        feature = parser.features.get(role)
+        if not feature:
+            return None
+        arr = np.stack([w[f"features/{feature}"] for w in per_window]).astype(np.float32)
+        expected = tuple(dims[role])
+        if arr.shape[1:] != expected:
+            raise ValueError(
+                f"the checkpoint expects {role} features {expected} from features/{feature}, extraction gave "
+                f"{arr.shape[1:]}; extract with the backbone options the model was trained with (e.g. --clip-model)"
+            )
+        return torch.from_numpy(arr).to(parser.device)
+
+    n = len(per_window)
+    batch = Batch(audio=stack("audio"), visual=stack("visual"), motion=stack("motion"),
+                  weak=torch.zeros(n, len(parser.classes), device=parser.device),
+                  index=torch.arange(n, device=parser.device), text=parser.text)
+    with torch.no_grad():
+        out = parser.model(batch)
+
+    def np01(x: torch.Tensor | None) -> np.ndarray | None:
+        return None if x is None else np.clip(x.float().cpu().numpy(), 0.0, 1.0)
+
+    a, v, g = np01(out.audio_seg), np01(out.visual_seg), np01(out.video)
+    av, vv = np01(out.audio_video), np01(out.visual_video)
+    return [WindowPrediction(starts[i], a[i], v[i], g[i], None if av is None else av[i], None if vv is None else vv[i])
+            for i in range(n)]
+
+
+def output_stem(video: str, taken: set[str]) -> str:
+    """A file stem for the video's outputs, unique within one run (clip.mp4 and other/clip.mp4 differ)."""
+    stem = Path(video).stem or "video"
+    candidate, i = stem, 2
+    while candidate in taken:
+        candidate, i = f"{stem}_{i}", i + 1
+    taken.add(candidate)
+    return candidate
+
+
+def parse_video(parser: Parser, video: str, cfg: ParseConfig, stem: str | None = None) -> ParseOutput | ParseFailure:
+    """Parse one video of any length into `cfg.out` (see the module docstring)."""
+    from avvp.parse.figure import draw_figure
+    from avvp.parse.html import write_html
+
+    video = str(video)
+    if not Path(video).is_file():
+        return ParseFailure(video, "missing", "file not found")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    first = _features_for_window(parser, video, 0.0)
+    if isinstance(first, ParseFailure):
+        return first
+    duration = float(first[1].duration)
+    starts = window_starts(duration, cfg.window)
+    per_window, thumbs = [first[0]], []
+    if cfg.thumbnails:
+        thumbs += _thumbnails(first[1], 0.0, duration, cfg.window)
+    for start in starts[1:]:
+        got = _features_for_window(parser, video, start)
+        if isinstance(got, ParseFailure):
+            return got
+        per_window.append(got[0])
+        if cfg.thumbnails:
+            thumbs += _thumbnails(got[1], start, duration, cfg.window)
+    seconds["extract"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    windows = _predict(parser, per_window, starts)
+    ckpt = parser.checkpoint
+    gate = cfg.gate or (ckpt.get("config") or {}).get("train", {}).get("gate", "global")
+    meta = {
+        "checkpoint": str(cfg.checkpoint), "model": ckpt.get("model_name"),
+        "preset": (ckpt.get("config") or {}).get("preset"), "epoch": ckpt.get("epoch"),
+        "features": parser.features, "backbones": list(parser.extraction.backbones),
+        "backbone_options": {n: dict(o) for n, o in parser.extraction.backbone_options},
+        "random_weights": parser.random_weights, "has_audio": bool(first[1].has_audio),
+    }
+    timeline = build_timeline(windows, parser.classes, duration,
+                              TimelineConfig(threshold=cfg.threshold, gate=gate, window=cfg.window),
+                              video=video, meta=meta)
+    seconds["model"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    out = Path(cfg.out)
+    stem = stem or Path(video).stem
+    json_path = timeline.write_json(out / f"{stem}.timeline.json")
+    png_path = draw_figure(timeline, out / f"{stem}.png", thumbs)
+    html_path = None
+    if cfg.html:
+        html_path = write_html(timeline, out / f"{stem}.html", video, embed_video=cfg.embed_video,
+                               max_embed_bytes=cfg.max_embed_bytes)
+    seconds["write"] = time.perf_counter() - t2
+    return ParseOutput(video, timeline, json_path, png_path, html_path, seconds)
+
+
+def parse_videos(videos: Sequence[str], cfg: ParseConfig) -> list[ParseOutput | ParseFailure]:
+    """Load the checkpoint once and parse every video; failures are returned, not raised."""
+    parser = load_parser(cfg)
+    taken: set[str] = set()
+    results: list[ParseOutput | ParseFailure] = []
+    for video in videos:
+        stem = output_stem(str(video), taken)
+        try:
+            results.append(parse_video(parser, str(video), cfg, stem))
+        except (ValueError, RuntimeError, OSError) as err:  # one bad video must not stop the others
+            results.append(ParseFailure(str(video), "parse", f"{type(err).__name__}: {err}"))
+    return results
