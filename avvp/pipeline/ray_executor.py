@@ -96,7 +96,16 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
     summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo))
     decode_remote = ray.remote(num_cpus=1, max_retries=3)(_timed_decode)
     worker_cls = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=3, max_task_retries=3)(BackboneWorker)
-    threads = max(1, int(options.cpus_per_worker)) if not gpus_per_worker else None
+    # CPU kernels may split reductions by thread count: the embedded cluster gives actors the driver's
+    # torch thread count so that their numbers equal the local executor's bit for bit
+    if gpus_per_worker:
+        threads = None
+    elif options.address:
+        threads = max(1, int(options.cpus_per_worker))
+    else:
+        import torch
+
+        threads = torch.get_num_threads()
     workers = [worker_cls.remote(cfg, threads) for _ in range(num_workers)]
     cfg_ref = ray.put(cfg)
     batches = deque(todo[i : i + cfg.batch_videos] for i in range(0, len(todo), cfg.batch_videos))

@@ -1,0 +1,112 @@
+"""avvp-extract end to end on awkward inputs (random weights, tiny clips made by ffmpeg), and the
+extract() API being the same code path as the CLI."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from media import make_clip, make_truncated  # noqa: E402
+
+from avvp.cli.extract import main  # noqa: E402
+from avvp.data.store import Store  # noqa: E402
+from avvp.extract.api import ExtractionError, extract  # noqa: E402
+
+ARGS = ["--backbone", "vggish", "--weights", "random", "--executor", "local", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    make_clip(root / "plain.mp4", seconds=10)
+    make_clip(root / "sub1" / "same.mp4", seconds=10, audio_pattern="sine")
+    make_clip(root / "sub2" / "same.mp4", seconds=10, audio_pattern="noise")
+    make_clip(root / "noaudio.mp4", seconds=10, audio=False)
+    make_clip(root / "short.mp4", seconds=0.5)
+    make_clip(root / "long.mkv", seconds=25)
+    make_clip(root / "vfr.mp4", seconds=10, vfr=True)
+    make_clip(root / "stereo8k.mov", seconds=10, sample_rate=8000, channels=2)
+    make_clip(root / "vidéo 音.webm", seconds=3)
+    make_clip(root / "audioonly.mp4", seconds=5, video=False, container="m4a")  # no video track
+    (root / "zero.mp4").write_bytes(b"")
+    make_truncated(root / "plain.mp4", root / "truncated.mp4", keep_fraction=0.02)
+    return root
+
+
+@pytest.fixture(scope="module")
+def extracted(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("store") / "data.h5"
+    rc = main(["--videos", str(folder), "--out", str(out), *ARGS])
+    return out, rc
+
+
+def test_every_input_is_a_row_or_a_failure(extracted):
+    out, rc = extracted
+    assert rc == 3  # some videos failed: documented exit code
+    with Store(out) as s:
+        ids = set(s.ids)
+        failures = {f.id: f for f in s.failures()}
+    assert {"plain", "sub1/same", "sub2/same", "noaudio", "short", "long", "vfr", "stereo8k", "vidéo 音"} <= ids
+    assert failures["zero"].stage == "decode" and "empty" in failures["zero"].message
+    assert failures["audioonly"].stage == "decode" and "no video stream" in failures["audioonly"].message
+    assert ("truncated" in ids) != ("truncated" in failures)  # decoded what exists, or a failure row: never both
+    assert not ids & set(failures)
+
+
+def test_rows_hold_what_the_media_had(extracted):
+    out, _ = extracted
+    with Store(out) as s:
+        rows = {v.id: v for v in s.videos()}
+        vggish = dict(zip(s.ids, s.read("features/vggish")))
+        assert s.attrs("features/vggish")["random_weights"]
+    assert not rows["noaudio"].has_audio and not vggish["noaudio"].any()  # zeros, not a crash
+    assert rows["plain"].has_audio and vggish["plain"].any()
+    assert rows["short"].duration == pytest.approx(0.5, abs=0.05)  # padded, and the padding recorded
+    assert rows["long"].duration == pytest.approx(25.0, abs=0.05)  # the source duration; features: first window
+    assert vggish["plain"].shape == (10, 128)
+    # equal stems in two folders are two videos with different audio
+    assert not np.array_equal(vggish["sub1/same"], vggish["sub2/same"])
+    assert rows["sub1/same"].source.endswith("sub1/same.mp4")
+
+
+def test_rerun_adds_nothing(folder, extracted, capsys):
+    out, _ = extracted
+    with Store(out) as s:
+        before = (list(s.ids), s.read("features/vggish"))
+    main(["--videos", str(folder), "--out", str(out), *ARGS])
+    assert "0 done" in capsys.readouterr().err
+    with Store(out) as s:
+        assert list(s.ids) == before[0]
+        np.testing.assert_array_equal(s.read("features/vggish"), before[1])
+
+
+def test_python_api_is_the_cli_code_path(folder, extracted):
+    out, _ = extracted
+    arrays = extract(str(folder / "stereo8k.mov"), ["vggish"], weights="random")
+    with Store(out) as s:
+        # the CLI ran batches of 4 videos, the API one video: BLAS reductions may differ in the last bits
+        np.testing.assert_allclose(arrays["features/vggish"], s.read("features/vggish", ["stereo8k"])[0], rtol=1e-5, atol=1e-7)
+    assert bool(arrays["videos/has_audio"])
+    with pytest.raises(ExtractionError, match="decode"):
+        extract(str(folder / "zero.mp4"), ["vggish"], weights="random")
+
+
+def test_llp_csv_mode(tmp_path):
+    from avvp.data import llp
+
+    train = llp.split_ids("train")[:2]
+    (tmp_path / "videos").mkdir()
+    make_clip(tmp_path / "videos" / f"{llp.ytid(train[0])}.mp4", seconds=10)  # the official download naming
+    csv = tmp_path / "subset.csv"
+    weak = llp.read_weak_labels("train")
+    csv.write_text("filename\tevent_labels\n" + "".join(f"{v}\t{','.join(sorted(weak.classes_of(v)))}\n" for v in train))
+    out = tmp_path / "data.h5"
+    assert main(["--videos", str(tmp_path / "videos"), "--csv", str(csv), "--out", str(out), *ARGS]) == 3
+    with Store(out) as s:
+        assert list(s.ids) == [train[0]]
+        assert s.video_field("split").tolist() == ["train"]
+        np.testing.assert_array_equal(s.read("labels/weak")[0], weak.labels[weak.index_of(train[0])])
+        assert [(f.id, f.stage) for f in s.failures()] == [(train[1], "missing")]
