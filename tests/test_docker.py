@@ -38,6 +38,9 @@ def test_compose_defines_head_workers_and_job():
     for svc in services.values():  # opening Ray to the network is this file's explicit choice
         assert svc["environment"]["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "1"
         assert any(v.endswith(":/data/videos:ro") for v in svc["volumes"])
+    # published ports (Ray client, job server) are reachable from the host's loopback only
+    assert services["ray-head"]["ports"] and all(p.startswith("127.0.0.1:") for p in services["ray-head"]["ports"])
+    assert "--include-dashboard=true" in services["ray-head"]["command"]  # `ray job submit` needs the job server
     gpu = yaml.safe_load((DOCKER / "compose.gpu.yaml").read_text())["services"]
     devices = gpu["ray-worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
