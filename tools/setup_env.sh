@@ -6,14 +6,25 @@
 set -euo pipefail
 venv=${1:-.venv}
 here=$(cd "$(dirname "$0")/.." && pwd)
-if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+# Debian packages: ffmpeg/ffprobe are required; chromium (the headless-browser test of the HTML page) and
+# espeak-ng (speech in the demo clips) are optional and only warned about when they cannot be installed.
+apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
-  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  elif command -v sudo >/dev/null && command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   else
-    echo "setup_env: ffmpeg/ffprobe not found and cannot be installed automatically; install ffmpeg" >&2; exit 1
+    return 1
   fi
+}
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+  apt_install ffmpeg || { echo "setup_env: ffmpeg/ffprobe not found and cannot be installed automatically; install ffmpeg" >&2; exit 1; }
+fi
+optional=()
+command -v chromium >/dev/null || optional+=(chromium)
+command -v espeak-ng >/dev/null || optional+=(espeak-ng)
+if [ "${#optional[@]}" -gt 0 ] && [ -z "${AVVP_NO_APT_EXTRAS:-}" ]; then
+  apt_install "${optional[@]}" || echo "setup_env: could not install ${optional[*]} (optional: HTML browser test, demo speech)" >&2
 fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
