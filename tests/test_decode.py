@@ -384,3 +384,10 @@ def test_vfr_fixture_and_probe(clip_vfr):
     steps = np.diff(info.timeline.pts) * float(info.timeline.time_base)
     assert steps.max() > 1.5 * steps.min()  # genuinely variable frame durations
     assert info.video.width == 160 and info.audio.sample_rate == 44100
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_audio_only_request_on_a_file_without_audio_gives_zeros(clip_no_audio, backend):
+    d = decode_video(clip_no_audio, decoder=backend, video=False, audio_rates=(16000,))
+    assert d.frames is None and not d.has_audio and d.has_video
+    assert d.audio_16k.shape == (160000,) and not d.audio_16k.any()

@@ -110,3 +110,20 @@ def test_llp_csv_mode(tmp_path):
         assert s.video_field("split").tolist() == ["train"]
         np.testing.assert_array_equal(s.read("labels/weak")[0], weak.labels[weak.index_of(train[0])])
         assert [(f.id, f.stage) for f in s.failures()] == [(train[1], "missing")]
+
+
+def test_decoding_only_the_needed_streams_changes_no_number(folder):
+    from avvp.pipeline.core import ExtractionConfig, decode_job, load_backbones, run_backbones, streams_for
+    from avvp.pipeline.jobs import VideoJob
+
+    assert streams_for(["vggish"]) == (False, (16000,))
+    assert streams_for(["r2plus1d", "clap"]) == (True, (48000,))
+    cfg = ExtractionConfig(backbones=("vggish",), weights="random", device="cpu")
+    job = VideoJob(id="plain", path=str(folder / "plain.mp4"))
+    needed, full = decode_job(job, cfg), decode_job(job, cfg, all_streams=True)
+    assert needed.frames is None and full.frames is not None  # vggish alone never decodes frames
+    (backbone,) = load_backbones(cfg)
+    a, b = (run_backbones([backbone], [job], [d])[0].arrays["vggish"]["features/vggish"] for d in (needed, full))
+    np.testing.assert_array_equal(a, b)
+    # an audio-only file is still not a video, whatever the backbones read
+    assert "no video stream" in decode_job(VideoJob(id="a", path=str(folder / "audioonly.mp4")), cfg).message

@@ -69,7 +69,8 @@ def local_store(videos, tmp_path_factory):
 def test_ray_store_equals_local_store(videos, ray_session, local_store, tmp_path):
     jobs = discover_folder(videos)
     remote = tmp_path / "ray.h5"
-    summary = run_ray(jobs, CFG, str(remote), ExecutorOptions(num_workers=1, progress=False))
+    # two CPU actors on a 2-CPU Ray: their reservation must leave a CPU for the decode tasks (no hang)
+    summary = run_ray(jobs, CFG, str(remote), ExecutorOptions(num_workers=2, progress=False))
     assert (summary.done, summary.failed) == (3, 1)
     ids_l, feats_l, fails_l, audio_l = _contents(local_store)
     ids_r, feats_r, fails_r, audio_r = _contents(remote)
@@ -121,3 +122,13 @@ def test_killed_worker_is_retried_and_the_store_ends_complete(videos, ray_sessio
     reference = _contents(local_store)[1]
     for name in reference:
         np.testing.assert_array_equal(feats[name], reference[name])
+
+
+def test_actor_reservation_leaves_a_cpu_for_decoding():
+    from avvp.pipeline.ray_executor import _actor_cpus
+
+    assert _actor_cpus(1.0, 1, 2.0, on_gpu=False) == 1.0
+    assert _actor_cpus(1.0, 2, 2.0, on_gpu=False) == 0.5  # was a hang: 2 actors took both CPUs
+    assert _actor_cpus(1.0, 4, 16.0, on_gpu=False) == 1.0
+    assert _actor_cpus(1.0, 8, 1.0, on_gpu=False) == 0.0
+    assert _actor_cpus(1.0, 2, 2.0, on_gpu=True) == 1.0  # GPU actors: the GPU is the bound resource

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray: 'auto' or ray://host:10001; default = embedded local Ray")
     p.add_argument("--num-workers", type=int, default=None, help="Ray: model actors")
     p.add_argument("--gpus-per-worker", type=float, default=None, help="Ray: GPUs per model actor (default 1 if GPUs)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0,
+                   help="Ray: CPUs reserved per model actor (shrunk when it would leave none for decoding)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     announce_random(cfg)
     options = ExecutorOptions(
         address=args.address, num_workers=args.num_workers,
-        gpus_per_worker=args.gpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
         progress=not args.no_progress,
     )
     executor = load_executors().get(args.executor)

@@ -232,7 +232,7 @@ def _features_for_window(parser: Parser, video: str, start: float) -> tuple[dict
 
     cfg = dataclasses.replace(parser.extraction, start=float(start))
     job = VideoJob(id=video, path=video)
-    decoded = decode_job(job, cfg)
+    decoded = decode_job(job, cfg, all_streams=True)  # frames for the thumbnails too
     if isinstance(decoded, StageFailure):
         return ParseFailure(video, decoded.stage, f"window at {start:g} s: {decoded.message}")
     (result,) = run_backbones(parser.backbones, [job], [decoded])

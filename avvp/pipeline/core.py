@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -77,16 +77,34 @@ def load_backbones(cfg: ExtractionConfig) -> list[Backbone]:
     return [BACKBONES.get(name)(cfg.backbone_config(name)) for name in cfg.backbones]
 
 
-def decode_job(job: VideoJob, cfg: ExtractionConfig):
-    """Decode the job's window; returns a DecodedVideo or a StageFailure (never raises for bad media)."""
-    from avvp.extract.decode import DEFAULT_DECODER, DecodeError, decode_video
+def streams_for(backbone_names: Iterable[str]) -> tuple[bool, tuple[int, ...]]:
+    """(decode video?, audio rates) that the named backbones read: a vggish-only run never decodes frames
+    (measured: decode+preprocess 1.6x faster for vggish, benchmarks/extract.py)."""
+    classes = [BACKBONES.get(name) for name in backbone_names]
+    rates = tuple(rate for rate, flag in ((16000, "needs_audio_16k"), (48000, "needs_audio_48k"))
+                  if any(getattr(c, flag) for c in classes))
+    return any(c.needs_frames for c in classes), rates
 
+
+def decode_job(job: VideoJob, cfg: ExtractionConfig, needs: Iterable[str] | None = None, *, all_streams: bool = False):
+    """Decode the job's window; returns a DecodedVideo or a StageFailure (never raises for bad media).
+
+    Only the streams that the backbones in `needs` (default: cfg.backbones) read are decoded, unless
+    `all_streams`. A file without a video stream is a decode failure either way: a row is a video."""
+    from avvp.extract.decode import AUDIO_RATES, DEFAULT_DECODER, DecodeError, decode_video
+
+    video, rates = (True, AUDIO_RATES) if all_streams else streams_for(cfg.backbones if needs is None else needs)
     try:
-        return decode_video(job.path, start=cfg.start, window=cfg.window, decoder=cfg.decoder or DEFAULT_DECODER)
+        decoded = decode_video(job.path, start=cfg.start, window=cfg.window, decoder=cfg.decoder or DEFAULT_DECODER,
+                               video=video, audio_rates=rates)
     except DecodeError as err:
         return StageFailure("decode", str(err))
     except FileNotFoundError as err:
         return StageFailure("decode", f"file not found: {err}")
+    if not decoded.has_video:
+        what = "audio only" if decoded.has_audio else "no audio/video streams"
+        return StageFailure("decode", str(DecodeError(f"no video stream ({what})", path=job.path)))
+    return decoded
 
 
 def run_backbones(

@@ -62,7 +62,7 @@ def run_local(
             for start in range(0, len(todo), cfg.batch_videos):
                 batch = todo[start : start + cfg.batch_videos]
                 t0 = time.perf_counter()
-                decoded = [decode_job(job, cfg) for job, _ in batch]
+                decoded = [decode_job(job, cfg, need) for job, need in batch]
                 summary.add_stage("decode", time.perf_counter() - t0)
                 results = run_backbones(backbones, [j for j, _ in batch], decoded, [n for _, n in batch])
                 for r in results:

@@ -22,6 +22,7 @@ object store. Tested with ray 2.60.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections import deque
@@ -35,9 +36,9 @@ from avvp.pipeline.jobs import VideoJob
 from avvp.pipeline.local import RunSummary, progress_bar
 
 
-def _timed_decode(job: VideoJob, cfg: ExtractionConfig) -> tuple[Any, float]:
+def _timed_decode(job: VideoJob, cfg: ExtractionConfig, need: frozenset[str]) -> tuple[Any, float]:
     t0 = time.perf_counter()
-    decoded = decode_job(job, cfg)
+    decoded = decode_job(job, cfg, need)
     return decoded, time.perf_counter() - t0
 
 
@@ -60,6 +61,18 @@ class BackboneWorker:
         for r, (_, seconds) in zip(results, decoded_and_seconds):
             r.seconds["decode"] = seconds
         return results
+
+
+def _actor_cpus(requested: float, num_workers: int, cluster_cpus: float, on_gpu: bool) -> float:
+    """CPUs each backbone actor reserves. Decode tasks need one free CPU: if the actors would reserve
+    every CPU of the cluster (e.g. 2 CPU actors on a 2-CPU machine), no decode task could ever be
+    scheduled and the run would hang, so the reservation is shrunk to leave one CPU (and said so)."""
+    if on_gpu or cluster_cpus <= 0 or num_workers * requested <= cluster_cpus - 1:
+        return requested
+    shrunk = max(0.0, (cluster_cpus - 1) / num_workers)
+    print(f"avvp-extract: {num_workers} actors x {requested:g} CPU would leave no CPU for decoding on a "
+          f"{cluster_cpus:g}-CPU cluster; each actor reserves {shrunk:g} CPU instead", file=sys.stderr)
+    return shrunk
 
 
 def init_ray(options: ExecutorOptions):
@@ -95,7 +108,8 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
     todo = [(job, need) for job, need in zip(jobs, needs) if need]
     summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo))
     decode_remote = ray.remote(num_cpus=1, max_retries=3)(_timed_decode)
-    worker_cls = ray.remote(num_cpus=options.cpus_per_worker, num_gpus=gpus_per_worker, max_restarts=3, max_task_retries=3)(BackboneWorker)
+    actor_cpus = _actor_cpus(options.cpus_per_worker, num_workers, ray.cluster_resources().get("CPU", 0.0), bool(gpus_per_worker))
+    worker_cls = ray.remote(num_cpus=actor_cpus, num_gpus=gpus_per_worker, max_restarts=3, max_task_retries=3)(BackboneWorker)
     # CPU kernels may split reductions by thread count: the embedded cluster gives actors the driver's
     # torch thread count so that their numbers equal the local executor's bit for bit
     if gpus_per_worker:
@@ -120,7 +134,7 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
                 while batches and len(in_flight) < max_in_flight:
                     batch = batches.popleft()
                     w = min(range(num_workers), key=load.__getitem__)
-                    decoded = [decode_remote.remote(job, cfg_ref) for job, _ in batch]
+                    decoded = [decode_remote.remote(job, cfg_ref, need) for job, need in batch]
                     ref = workers[w].run.remote([j for j, _ in batch], [n for _, n in batch], *decoded)
                     in_flight[ref] = (w, batch)
                     load[w] += 1

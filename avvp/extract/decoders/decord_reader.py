@@ -39,6 +39,8 @@ class DecordDecoder(Decoder):
 
     def decode(self, info: MediaInfo, options: DecodeOptions) -> DecodedVideo:
         check_decodable(info, options)
+        if not options.video and not info.audio:  # audio-only request, file without audio: zeros
+            return assemble(info, options, self.name, None, None, 0, "none", None, {}, [])
         audio_opts = dataclasses.replace(options, audio_rates=options.audio_rates if info.audio else ())
         audio_result: dict = {}
 

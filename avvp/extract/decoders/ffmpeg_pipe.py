@@ -172,6 +172,8 @@ class FfmpegPipeDecoder(Decoder):
         check_decodable(info, options)
         want_video = options.video
         audio_rates = options.audio_rates if info.audio is not None else ()
+        if not want_video and not audio_rates:  # audio-only request, file without audio: zeros, no ffmpeg run
+            return assemble(info, options, self.name, None, None, 0, "none", None, {}, [])
         run_opts = dataclasses.replace(options, audio_rates=audio_rates) if audio_rates != options.audio_rates else options
         if not want_video:
             audio, stderr = decode_audio(info, run_opts)
