@@ -196,24 +196,123 @@ def test_tiny_model_fits_a_batch():
     assert basic < 0.5 * first
 
 
-def test_preset_trains_end_to_end_with_the_trainer(tmp_path):
-    """The trainer does not yet put unmasked teacher labels in `Batch`, so PLSIM is switched off here; the
-    PLSIM path is covered by the model-level tests above."""
+@pytest.fixture(scope="module")
+def link_store(tmp_path_factory):
+    """Tiny synthetic store (CLAP tokens / CLIP / R(2+1)D, /zeroshot/*, /text/*) + `avvp-pseudolabel`."""
     from avvp.cli.pseudolabel import main as pseudolabel_main
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
-    from avvp.train.config import apply_override
-    from avvp.train.loop import Trainer, load_model
 
-    store = tmp_path / "syn.h5"
+    store = tmp_path_factory.mktemp("link") / "syn.h5"
     generate_synthetic(store, SyntheticConfig(num_train=24, num_val=8, num_test=8, features=("clap_tokens", "clip", "r2plus1d"),
                                               dims=(("clap_tokens", 16), ("clip", 16), ("r2plus1d", 8)), seed=0))
     assert pseudolabel_main(["--data", str(store)]) == 0
+    return store
+
+
+def tiny_link_cfg(store, out):
+    from avvp.train.config import apply_override
+
     cfg = preset("link")
-    cfg.data.store, cfg.train.out, cfg.train.progress, cfg.train.device = str(store), str(tmp_path / "run"), False, "cpu"
+    cfg.data.store, cfg.train.out, cfg.train.progress, cfg.train.device = str(store), str(out), False, "cpu"
     cfg.optim.epochs, cfg.optim.batch_size = 2, 8
-    for o in ("hidden=16", "layers=1", "heads=2", "ff=16", "plsim=false"):
+    for o in ("hidden=16", "layers=1", "heads=2", "ff=16"):
         cfg = apply_override(cfg, f"model.options.{o}")
-    result = Trainer(cfg).fit()
+    return cfg
+
+
+def test_preset_with_plsim_trains_end_to_end_with_the_trainer(link_store, tmp_path):
+    """The paper's PLSIM (unmasked teacher labels) through the trainer: the model asks for the "teacher"
+    input, the trainer loads it for every split, two epochs train and predict."""
+    from avvp.models import required_inputs
+    from avvp.train.loop import Trainer, load_model
+
+    cfg = tiny_link_cfg(link_store, tmp_path / "run")
+    assert cfg.model.options.get("plsim", True) and required_inputs("link", cfg.model.options) == ("teacher",)
+    assert required_inputs("link", {"plsim": False}) == required_inputs("han", {}) == ()
+    assert required_inputs("link", {"plsim_labels": "masked"}) == ()
+    trainer = Trainer(cfg)
+    for split in ("train", "val", "test"):  # PLSIM reads them at inference too
+        t = trainer.data[split].targets
+        assert t.teacher_audio is not None and t.teacher_visual is not None
+        assert t.teacher_audio.shape == (len(trainer.data[split]), 10, K)
+    batch = trainer.data["val"].batch(torch.arange(3))
+    assert batch.teacher_audio.shape == (3, 10, K) and batch.pseudo_audio is None
+    result = trainer.fit()
     assert result.test is not None and 0.0 <= result.val.segment.type <= 100.0
     model, ckpt = load_model(tmp_path / "run" / "best.pt")
-    assert isinstance(model, LINK) and ckpt["model_options"]["tsam"] and not ckpt["model_options"]["plsim"]
+    assert isinstance(model, LINK) and ckpt["model_options"]["tsam"] and ckpt["model_options"]["plsim"]
+
+
+def test_teacher_labels_hand_computed_for_a_planted_video(link_store, tmp_path):
+    """batch.teacher_* = logit > threshold (strict), NO weak-label mask, thresholds as /pseudo/* records them."""
+    import shutil
+
+    import h5py
+
+    from avvp.cli.pseudolabel import main as pseudolabel_main
+    from avvp.data.store import Store
+    from avvp.data.synthetic import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS
+    from avvp.train.config import DataConfig
+    from avvp.train.data import TrainingData
+
+    store = tmp_path / "planted.h5"
+    shutil.copy(link_store, store)
+    with Store(store) as s:
+        vid = str(s.split_ids("val")[0])
+        row = int(s.index([vid])[0])
+        weak = s.read("labels/weak", [vid])[0]
+        other = int(np.flatnonzero(weak == 0)[0])  # a class NOT in the video's weak label
+    clip_thr = np.asarray(VALOR_CLIP_THRESHOLDS, np.float32)
+    planted = np.full((10, K), -100.0, np.float32)
+    planted[2:5, other] = clip_thr[other] + 0.5  # above threshold outside the weak label: kept (unmasked)
+    planted[7, 3] = clip_thr[3]  # exactly the threshold: strict > → 0
+    planted[8, 4] = clip_thr[4] + 1e-3
+    clap = np.full((10, K), -100.0, np.float32)
+    clap[0, :] = np.asarray(VALOR_CLAP_THRESHOLDS, np.float32) + 1.0  # every class on in segment 0
+    with h5py.File(store, "r+") as f:
+        f["zeroshot/clip"][row] = planted
+        f["zeroshot/clap"][row] = clap
+    expected_v = np.zeros((10, K), np.float32)
+    expected_v[2:5, other] = 1
+    expected_v[8, 4] = 1
+    expected_a = np.zeros((10, K), np.float32)
+    expected_a[0, :] = 1
+
+    def teacher():
+        cfg = DataConfig(store=str(store), audio="clap_tokens", visual="clip", labels="pseudo")
+        data = TrainingData(cfg, splits=("val",), inputs=("teacher",))
+        i = list(data["val"].ids).index(vid)
+        b = data["val"].batch(torch.tensor([i]))
+        return b.teacher_audio[0].numpy(), b.teacher_visual[0].numpy()
+
+    ta, tv = teacher()
+    np.testing.assert_array_equal(tv, expected_v)
+    np.testing.assert_array_equal(ta, expected_a)
+    assert tv[:, other].sum() == 3 and weak[other] == 0  # the weak-label mask is NOT applied
+    # thresholds recorded by avvp-pseudolabel in /pseudo/visual's attributes are the ones used
+    custom = clip_thr.copy()
+    custom[other] = clip_thr[other] + 1.0  # now the planted +0.5 is below
+    assert pseudolabel_main(["--data", str(store), "--clip-thresholds", ",".join(str(float(v)) for v in custom)]) == 0
+    ta, tv = teacher()
+    expected_v[2:5, other] = 0
+    np.testing.assert_array_equal(tv, expected_v)
+    np.testing.assert_array_equal(ta, expected_a)
+
+
+def test_missing_zero_shot_logits_name_the_dataset(link_store, tmp_path):
+    import shutil
+
+    import h5py
+
+    from avvp.train.labels import MissingTargetsError
+    from avvp.train.loop import Trainer
+
+    store = tmp_path / "no_clap.h5"
+    shutil.copy(link_store, store)
+    with h5py.File(store, "r+") as f:
+        del f["zeroshot/clap"]
+    with pytest.raises(MissingTargetsError, match="/zeroshot/clap"):
+        Trainer(tiny_link_cfg(store, tmp_path / "run"))
+    cfg = tiny_link_cfg(store, tmp_path / "run_off")
+    cfg.model.options["plsim"] = False  # without PLSIM the logits are not read
+    Trainer(cfg)

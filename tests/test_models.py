@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from avvp.models import MODELS, build_model
+from avvp.models import MODELS, build_model, required_inputs
 from avvp.models.base import Batch, InputDims, ModelOutput
 from avvp.models.blocks import ClapTokenPooling, HANEncoder, HANEncoderOptions, HANLayer, InputProjection, MMILHead, bce
 from avvp.models.han import han_loss, valor_loss
@@ -62,6 +62,16 @@ def test_output_shapes_every_input_combination(model_name):
 
 def test_registry_has_the_trainer_models():
     assert {"han", "mmpyr", "ma"} <= set(MODELS.names())
+
+
+def test_only_models_that_ask_for_extra_inputs_get_them():
+    """Extra batch inputs (e.g. LINK's unmasked teacher labels) are loaded only when a model declares them."""
+    from avvp.train.labels import BATCH_INPUTS
+
+    for name in MODELS.names():
+        needed = required_inputs(name, {})
+        assert set(needed) <= set(BATCH_INPUTS.names()), name
+        assert needed == (("teacher",) if name == "link" else ()), name
 
 
 def test_unknown_model_option_is_a_clear_error():

@@ -13,8 +13,14 @@ from avvp.models import cvcms, han, leap, link, ma, mmcse, mmpyr  # noqa: F401  
 from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel
 
 
+def required_inputs(name: str, options: Mapping[str, Any] | Any) -> tuple[str, ...]:
+    """Model inputs beyond the label kind that model `name` built with `options` reads from its batches
+    (`ParsingModel.required_inputs`; loaded by the trainer for every split)."""
+    return tuple(MODELS.get(name).required_inputs(options))
+
+
 def build_model(name: str, options: Mapping[str, Any] | Any, dims: InputDims) -> ParsingModel:
     return MODELS.get(name)(options, dims)
 
 
-__all__ = ["MODELS", "Batch", "InputDims", "ModelOutput", "ParsingModel", "build_model"]
+__all__ = ["MODELS", "Batch", "InputDims", "ModelOutput", "ParsingModel", "build_model", "required_inputs"]

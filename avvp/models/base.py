@@ -15,12 +15,19 @@ Targets available to a loss (None when the store lacks them):
     batch.weak (B,K) video labels; batch.pseudo_audio / pseudo_visual (B,10,K) segment pseudo-labels;
     batch.refined_audio / refined_visual (B,K) modality-aware video labels (MA); batch.eiou (B,10,10);
     batch.text (dict name -> (K,D) label-text embeddings, the same for every batch).
+
+Model inputs loaded only for models that ask for them, in every split (train, val, test), because the
+model reads them at inference too: a model declares them in `batch_inputs` (class attribute) or, when
+they depend on its options, overrides `required_inputs(options)`; the trainer loads those before
+building the batches (names of `avvp.train.labels.BATCH_INPUTS`):
+    "teacher"  batch.teacher_audio / teacher_visual (B,10,K): teacher zero-shot logit > class threshold,
+               WITHOUT the weak-label mask (/zeroshot/clap, /zeroshot/clip; LINK's PLSIM).
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 from torch import nn
@@ -40,6 +47,8 @@ class Batch:
     refined_audio: torch.Tensor | None = None
     refined_visual: torch.Tensor | None = None
     eiou: torch.Tensor | None = None
+    teacher_audio: torch.Tensor | None = None
+    teacher_visual: torch.Tensor | None = None
     text: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> "Batch":
@@ -81,6 +90,14 @@ class InputDims:
 
 class ParsingModel(nn.Module, abc.ABC):
     """Base class of every registered parsing model."""
+
+    # optional inputs the trainer must load into every Batch of every split (see the module docstring)
+    batch_inputs: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def required_inputs(cls, options: Mapping[str, Any] | Any) -> tuple[str, ...]:
+        """The `batch_inputs` a model built with `options` needs; override when they depend on options."""
+        return cls.batch_inputs
 
     @abc.abstractmethod
     def forward(self, batch: Batch) -> ModelOutput:

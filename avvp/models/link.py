@@ -149,8 +149,9 @@ def _unmasked_labels(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     pa, pv = getattr(batch, "teacher_audio", None), getattr(batch, "teacher_visual", None)
     if pa is None or pv is None:
         raise ValueError("LINK PLSIM with plsim_labels='unmasked' needs batch.teacher_audio / teacher_visual "
-                         "(teacher logit > threshold, no weak-label mask); set model.options.plsim_labels=masked "
-                         "only for train-split ablations")
+                         "(teacher logit > threshold, no weak-label mask; the trainer loads them from the store's "
+                         "/zeroshot/clap and /zeroshot/clip); set model.options.plsim_labels=masked only for "
+                         "train-split ablations")
     return pa, pv
 
 
@@ -248,6 +249,12 @@ class LINK(ParsingModel):
             self.plsim_module = PLSIM(text["clap"], text["clip"], d, config.plsim_pool)
         if config.sloss and config.avss_weighting == "piecewise":
             self.mu = nn.Parameter(torch.tensor(float(config.mu_init)))
+
+    @classmethod
+    def required_inputs(cls, options: LINKOptions | Mapping[str, Any]) -> tuple[str, ...]:
+        """PLSIM with unmasked labels reads batch.teacher_audio / teacher_visual (trainer input "teacher")."""
+        o = options_from_mapping(LINKOptions, options)
+        return ("teacher",) if o.plsim and o.plsim_labels == "unmasked" else ()
 
     def options_dict(self) -> dict[str, Any]:
         return asdict(self.options)

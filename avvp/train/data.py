@@ -8,6 +8,10 @@ then a tensor index (no workers, no per-item Python). `mmap=True` keeps the feat
 reads each batch's rows from it (stores that do not fit in memory). benchmarks/train.py measures that
 the in-memory loader costs a negligible share of a training step.
 
+Model inputs beyond the label kind (`TrainingData(..., inputs=("teacher",))`, names of
+`avvp.train.labels.BATCH_INPUTS`) are loaded for every split; the trainer asks the model which it needs
+(`avvp.models.required_inputs`), so a store without them still serves every other model.
+
 Videos lacking any array the run needs (a feature, the weak label) are left out of their split with a
 warning; the ids are listed in `SplitData.skipped` (the trainer writes them to skipped_videos.json).
 """
@@ -89,7 +93,8 @@ class SplitData:
             weak=t.weak[idx], index=idx,
             pseudo_audio=_take(t.pseudo_audio, idx), pseudo_visual=_take(t.pseudo_visual, idx),
             refined_audio=_take(t.refined_audio, idx), refined_visual=_take(t.refined_visual, idx),
-            eiou=_take(t.eiou, idx), text=self.text,
+            eiou=_take(t.eiou, idx), teacher_audio=_take(t.teacher_audio, idx),
+            teacher_visual=_take(t.teacher_visual, idx), text=self.text,
         )
 
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
@@ -108,8 +113,9 @@ class SplitData:
 class TrainingData:
     """The train/val/test splits of one store for one feature-role choice."""
 
-    def __init__(self, cfg: DataConfig, *, splits: Sequence[str] = SPLITS):
+    def __init__(self, cfg: DataConfig, *, splits: Sequence[str] = SPLITS, inputs: Sequence[str] = ()):
         self.cfg = cfg
+        self.inputs = tuple(inputs)  # BATCH_INPUTS names loaded for every split (e.g. "teacher")
         if not cfg.store:
             raise ValueError("data.store is empty: pass --data <store.h5>")
         self.splits: dict[str, SplitData] = {}
@@ -156,7 +162,7 @@ class TrainingData:
                         " or ".join("/" + p for p in needed), skipped[:5])
             ids, rows = ids[present], rows[present]
         kind = self.cfg.labels if split == "train" else "weak"
-        targets = load_targets(store, list(ids), kind)
+        targets = load_targets(store, list(ids), kind, self.inputs)
 
         def feature(name: str | None):
             if name is None:

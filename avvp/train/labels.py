@@ -6,6 +6,16 @@
     refined  + /labels/refined_audio, /labels/refined_visual (N,K) modality-aware labels (MA stage 2)
 
 Targets are needed for the training split only; val/test get weak labels (never used for predictions).
+
+Model inputs (`BATCH_INPUTS`), loaded for EVERY split, only when the model asks for them
+(`ParsingModel.required_inputs(options)`, e.g. LINK's PLSIM):
+
+    teacher  batch.teacher_audio / teacher_visual (N,10,K): teacher zero-shot logit > class threshold
+             WITHOUT the weak-label mask, from /zeroshot/clap (audio) and /zeroshot/clip (visual). The
+             thresholds are the ones /pseudo/audio|visual record in their attributes (the run of
+             `avvp-pseudolabel` that made the training targets), else VALOR's defaults
+             (avvp.pseudolabels.valor). Videos without a (finite) logit row, and audio of videos without an
+             audio stream, get zeros, as in the VALOR rule.
 """
 from __future__ import annotations
 
@@ -15,7 +25,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from avvp.data.classes import NUM_SEGMENTS
 from avvp.data.store import Store
+from avvp.pseudolabels.valor import RULE_NAME, TEACHERS, ThresholdSet, default_thresholds
 from avvp.registry import Registry
 
 
@@ -31,6 +43,8 @@ class Targets:
     eiou: torch.Tensor | None = None  # (N,10,10) float32
     refined_audio: torch.Tensor | None = None  # (N,K) float32
     refined_visual: torch.Tensor | None = None
+    teacher_audio: torch.Tensor | None = None  # (N,10,K) float32, unmasked teacher labels ("teacher" input)
+    teacher_visual: torch.Tensor | None = None
 
 
 def _read_all(store: Store, path: str, ids: Sequence[str], producer: str) -> torch.Tensor:
@@ -73,7 +87,60 @@ def _refined(store: Store, ids: Sequence[str], t: Targets) -> Targets:
     return t
 
 
-def load_targets(store: Store, ids: Sequence[str], kind: str) -> Targets:
-    """Weak labels plus the targets of `kind` for `ids` (in that order)."""
+# ------------------------------------------------------------------------------------- model inputs
+InputLoader = Callable[[Store, Sequence[str], Targets], Targets]
+BATCH_INPUTS: Registry[InputLoader] = Registry("batch input")
+
+
+def teacher_thresholds(store: Store, modality: str) -> ThresholdSet:
+    """The thresholds of the `modality` teacher (a `ThresholdSet` in the store's class order): those recorded
+    by `avvp-pseudolabel` in /pseudo/<modality>'s attributes when they were computed from the logits with
+    the VALOR rule, else VALOR's defaults."""
+    teacher = TEACHERS.get(modality)
+    classes = tuple(store.classes)
+    if store.has(teacher.pseudo_path):
+        attrs = store.attrs(teacher.pseudo_path)
+        values = attrs.get("thresholds")
+        if attrs.get("rule") == RULE_NAME and values is not None and len(np.atleast_1d(values)) == len(classes):
+            return ThresholdSet(tuple(float(v) for v in np.atleast_1d(values)), classes,
+                                f"/{teacher.pseudo_path} attrs", bool(attrs.get("calibrated", False)))
+    return default_thresholds(teacher).for_classes(classes)
+
+
+def unmasked_teacher_labels(store: Store, ids: Sequence[str], modality: str) -> np.ndarray:
+    """(n,10,K) uint8: teacher logit > threshold[c] (strict, as VALOR's rule) with NO weak-label mask."""
+    teacher = TEACHERS.get(modality)
+    if not store.has(teacher.zeroshot_path):
+        raise MissingTargetsError(
+            f"{store.path} has no /{teacher.zeroshot_path} ({modality} zero-shot logits), needed for the unmasked "
+            f"teacher labels batch.teacher_{modality} (e.g. LINK's PLSIM); run `{teacher.extract_command}` first"
+        )
+    rows = store.index(ids)
+    logits = store.read(teacher.zeroshot_path, ids).astype(np.float64)
+    k = len(store.classes)
+    if logits.shape[1:] != (NUM_SEGMENTS, k):
+        raise MissingTargetsError(f"/{teacher.zeroshot_path} has rows of shape {logits.shape[1:]}, expected ({NUM_SEGMENTS}, {k})")
+    usable = store.mask(teacher.zeroshot_path)[rows] & np.isfinite(logits).all(axis=(1, 2))
+    if teacher.needs_audio_stream:
+        usable &= store.video_field("has_audio").astype(bool)[rows]
+    thresholds = teacher_thresholds(store, modality).array()
+    labels = (np.where(np.isfinite(logits), logits, -np.inf) > thresholds).astype(np.uint8)
+    labels[~usable] = 0
+    return labels
+
+
+@BATCH_INPUTS.register("teacher")
+def _teacher(store: Store, ids: Sequence[str], t: Targets) -> Targets:
+    t.teacher_audio = torch.from_numpy(unmasked_teacher_labels(store, ids, "audio").astype(np.float32))
+    t.teacher_visual = torch.from_numpy(unmasked_teacher_labels(store, ids, "visual").astype(np.float32))
+    return t
+
+
+def load_targets(store: Store, ids: Sequence[str], kind: str, inputs: Sequence[str] = ()) -> Targets:
+    """Weak labels plus the targets of `kind` and the model inputs `inputs` (`BATCH_INPUTS` names) for `ids`
+    (in that order)."""
     weak = _read_all(store, "labels/weak", ids, "the store has no weak labels")
-    return LABEL_KINDS.get(kind)(store, ids, Targets(weak=weak))
+    targets = LABEL_KINDS.get(kind)(store, ids, Targets(weak=weak))
+    for name in inputs:
+        targets = BATCH_INPUTS.get(name)(store, ids, targets)
+    return targets

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from avvp.metrics import MetricResult, evaluate
-from avvp.models import build_model
+from avvp.models import build_model, required_inputs
 from avvp.models.base import InputDims, ParsingModel
 from avvp.registry import Registry
 from avvp.train.config import ExperimentConfig, OptimConfig, dump_config
@@ -170,7 +170,12 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
-        self.data = data if data is not None else TrainingData(cfg.data)
+        inputs = required_inputs(cfg.model.name, cfg.model.options)
+        self.data = data if data is not None else TrainingData(cfg.data, inputs=inputs)
+        missing = [name for name in inputs if name not in getattr(self.data, "inputs", ())]
+        if missing:
+            raise ValueError(f"model {cfg.model.name!r} reads the batch inputs {missing}, which the given "
+                             f"TrainingData was built without: pass TrainingData(..., inputs={inputs!r})")
         self.dims = self.data.dims
 
     # -- building
