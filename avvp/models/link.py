@@ -157,7 +157,9 @@ def _unmasked_labels(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _masked_labels(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     if batch.pseudo_audio is None or batch.pseudo_visual is None:
-        raise ValueError("LINK PLSIM with plsim_labels='masked' needs /pseudo/audio|visual in the store")
+        raise ValueError("LINK PLSIM with plsim_labels='masked' needs batch.pseudo_audio|visual: the trainer gives "
+                         "them to training batches only (they use the weak labels, which a val/test video must not "
+                         "need at prediction time); evaluate with plsim_labels=unmasked")
     return batch.pseudo_audio, batch.pseudo_visual
 
 
