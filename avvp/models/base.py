@@ -26,7 +26,7 @@ building the batches (names of `avvp.train.labels.BATCH_INPUTS`):
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
 import torch
@@ -88,8 +88,25 @@ class InputDims:
     text_dims: tuple[tuple[str, int], ...] = ()  # (("clip", 768), ("clap", 512)) when the store has them
 
 
+def options_from_mapping(cls: type, options: Mapping[str, Any] | Any) -> Any:
+    """Build an options dataclass from a mapping, rejecting unknown keys with the list of known ones."""
+    if isinstance(options, cls):
+        return options
+    options = dict(options or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(known)}")
+    return cls(**options)
+
+
 class ParsingModel(nn.Module, abc.ABC):
-    """Base class of every registered parsing model."""
+    """Base class of every registered parsing model. Subclasses set `Options` (their options dataclass)
+    and build `self.options = options_from_mapping(self.Options, options)`; checkpoints store
+    `options_dict()`."""
+
+    Options: ClassVar[type]
+    options: Any
 
     # optional inputs the trainer must load into every Batch of every split (see the module docstring)
     batch_inputs: ClassVar[tuple[str, ...]] = ()
@@ -98,6 +115,9 @@ class ParsingModel(nn.Module, abc.ABC):
     def required_inputs(cls, options: Mapping[str, Any] | Any) -> tuple[str, ...]:
         """The `batch_inputs` a model built with `options` needs; override when they depend on options."""
         return cls.batch_inputs
+
+    def options_dict(self) -> dict[str, Any]:
+        return asdict(self.options)
 
     @abc.abstractmethod
     def forward(self, batch: Batch) -> ModelOutput:

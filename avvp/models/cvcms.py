@@ -37,16 +37,15 @@ the VALIDATION split (segment Type@AV) like every other preset.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel
+from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel, options_from_mapping
 from avvp.models.blocks import HANEncoder, HANEncoderOptions, HANLayer, InputProjection, MMILHead, bce
-from avvp.models.han import options_from_mapping
 from avvp.registry import Registry
 from avvp.train.config import PRESETS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 
@@ -211,9 +210,11 @@ class CVCMS(ParsingModel):
     """Projection → HAN encoder → MMIL head whose frame logits come from the class-token co-occurrence
     branch; cross-video augmentation and contrastive pooling in the training path."""
 
+    Options = CVCMSOptions
+
     def __init__(self, options: CVCMSOptions | Mapping[str, Any], dims: InputDims):
         super().__init__()
-        self.options = o = options_from_mapping(CVCMSOptions, options)
+        self.options = o = options_from_mapping(self.Options, options)
         self.dims = dims
         self.projection = InputProjection(dims, o.hidden)
         self.encoder = HANEncoder(HANEncoderOptions(hidden=o.hidden, heads=o.heads, ff=o.ff, layers=1, dropout=o.dropout))
@@ -224,8 +225,6 @@ class CVCMS(ParsingModel):
             self.head.fc_prob = CoOccurrenceLogits(o.hidden, dims.num_classes, o.occ_dim, o.occ_dropout, mode)
         self.label_source = LABEL_SOURCES.get(o.labels)
 
-    def options_dict(self) -> dict[str, Any]:
-        return asdict(self.options)
 
     def forward(self, batch: Batch) -> ModelOutput:
         audio, visual = self.projection(batch.audio, batch.visual, batch.motion)

@@ -10,31 +10,19 @@ valor, valor+, valor++ in avvp.train.config); no separate class is needed.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel
+from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel, options_from_mapping
 from avvp.models.blocks import HANEncoder, HANEncoderOptions, InputProjection, MMILHead, MMILOutput, bce
 from avvp.registry import Registry
 
 LossFn = Callable[["MMILParsingModel", ModelOutput, Batch, int], tuple[torch.Tensor, dict[str, float]]]
 MMIL_LOSSES: Registry[LossFn] = Registry("MMIL loss")
-
-
-def options_from_mapping(cls: type, options: Mapping[str, Any] | Any) -> Any:
-    """Build an options dataclass from a mapping, rejecting unknown keys with the list of known ones."""
-    if isinstance(options, cls):
-        return options
-    options = dict(options or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; known: {sorted(known)}")
-    return cls(**options)
 
 
 def visual_smoothing_target(weak: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -103,9 +91,6 @@ class MMILParsingModel(ParsingModel):
 
     def loss(self, out: ModelOutput, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
         return self.loss_fn(self, out, batch, epoch)
-
-    def options_dict(self) -> dict[str, Any]:
-        return asdict(self.options)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,9 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avvp.data.classes import LLP_CLASSES
-from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel
+from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel, options_from_mapping
 from avvp.models.blocks import HANEncoder, HANEncoderOptions, InputProjection, bce
-from avvp.models.han import options_from_mapping
 from avvp.models.mmpyr import MMPyramidEncoder, MMPyramidEncoderOptions
 from avvp.registry import Registry
 from avvp.train.config import PRESETS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
@@ -300,9 +299,11 @@ def _mmpyr_encoder(opts: LeapOptions) -> nn.Module:
 class LeapModel(ParsingModel):
     """Input projection → encoder (MM-Pyr / HAN) → two LEAP stacks → segment/video/global predictions."""
 
+    Options = LeapOptions
+
     def __init__(self, options: LeapOptions | Mapping[str, Any], dims: InputDims):
         super().__init__()
-        self.options = options = options_from_mapping(LeapOptions, options)
+        self.options = options = options_from_mapping(self.Options, options)
         self.dims = dims
         self.projection = InputProjection(dims, options.hidden)
         self.encoder = LEAP_ENCODERS.get(options.encoder)(options)
@@ -338,8 +339,6 @@ class LeapModel(ParsingModel):
             },
         )
 
-    def options_dict(self) -> dict[str, Any]:
-        return asdict(self.options)
 
     def loss(self, out: ModelOutput, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
         if batch.pseudo_audio is None or batch.pseudo_visual is None:

@@ -48,7 +48,7 @@ Table II reproduces VALOR++'s published numbers exactly).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
@@ -56,9 +56,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from avvp.data.classes import NUM_SEGMENTS
-from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel
+from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel, options_from_mapping
 from avvp.models.blocks import HANEncoder, HANEncoderOptions, InputProjection, MMILHead, bce
-from avvp.models.han import options_from_mapping
 from avvp.registry import Registry
 from avvp.train.config import PRESETS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 
@@ -231,9 +230,7 @@ class LINK(ParsingModel):
 
     def __init__(self, options: LINKOptions | Mapping[str, Any], dims: InputDims):
         super().__init__()
-        config = options_from_mapping(LINKOptions, options)
-        self.options = config
-        self.cfg = config
+        self.options = config = options_from_mapping(self.Options, options)
         d = config.hidden
         self.proj = InputProjection(dims, d)
         self.encoder = HANEncoder(HANEncoderOptions(hidden=d, heads=config.heads, ff=config.ff, layers=config.layers,
@@ -258,27 +255,25 @@ class LINK(ParsingModel):
         o = options_from_mapping(LINKOptions, options)
         return ("teacher",) if o.plsim and o.plsim_labels == "unmasked" else ()
 
-    def options_dict(self) -> dict[str, Any]:
-        return asdict(self.options)
 
     def _link_modules(self, a: torch.Tensor, v: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.cfg.tsam:
+        if self.options.tsam:
             a, v = self.tsam_a(a), self.tsam_v(v)
-            if self.cfg.cmim:
+            if self.options.cmim:
                 a, v = self.cmim(a, v)
-        if self.cfg.plsim:
+        if self.options.plsim:
             if "clap" not in batch.text or "clip" not in batch.text:
                 raise ValueError("LINK PLSIM needs batch.text['clap'] and batch.text['clip']")
-            la, lv = PLSIM_LABEL_SOURCES.get(self.cfg.plsim_labels)(batch)
+            la, lv = PLSIM_LABEL_SOURCES.get(self.options.plsim_labels)(batch)
             a, v = self.plsim_module(a, v, la, lv, batch.text["clap"], batch.text["clip"])
         return a, v
 
     def forward(self, batch: Batch) -> ModelOutput:
         a, v = self.proj(batch.audio, batch.visual, batch.motion)
-        if self.cfg.position == "pre_encoder":
+        if self.options.position == "pre_encoder":
             a, v = self._link_modules(a, v, batch)
         a, v = self.encoder(a, v)
-        if self.cfg.position == "post_encoder":
+        if self.options.position == "post_encoder":
             a, v = self._link_modules(a, v, batch)
         out = self.head(a, v)
         return ModelOutput(
@@ -297,20 +292,20 @@ class LINK(ParsingModel):
             "seg_audio": F.binary_cross_entropy_with_logits(logits[:, :, 0], pa),
             "seg_visual": F.binary_cross_entropy_with_logits(logits[:, :, 1], pv),
         }
-        if self.cfg.sloss:
-            if self.cfg.label_loss:
+        if self.options.sloss:
+            if self.options.label_loss:
                 parts["label"] = bce(out.audio_video, pa.amax(dim=1)) + bce(out.visual_video, pv.amax(dim=1))
-            if self.cfg.avss_target == "store":
+            if self.options.avss_target == "store":
                 if batch.eiou is None:
                     raise ValueError("avss_target='store' needs /pseudo/eiou in the store")
                 r = batch.eiou.float()
             else:
                 r = segment_iou(pa, pv)
-            mu = self.mu if self.cfg.avss_weighting == "piecewise" else None
-            parts["avss"] = sloss_avss(out.extras["similarity"], r, mu, self.cfg.sloss_detach_weight)
+            mu = self.mu if self.options.avss_weighting == "piecewise" else None
+            parts["avss"] = sloss_avss(out.extras["similarity"], r, mu, self.options.sloss_detach_weight)
         total = torch.stack(list(parts.values())).sum()
         logged = {k: float(v.detach()) for k, v in parts.items()}
-        if self.cfg.sloss and self.cfg.avss_weighting == "piecewise":
+        if self.options.sloss and self.options.avss_weighting == "piecewise":
             logged["mu"] = float(self.mu.detach())
         return total, logged | {"total": float(total.detach())}
 

@@ -208,7 +208,7 @@ def run_stage2(cfg, stage1_dir) -> dict[str, int]:
 
 
 def options_from_cfg(cfg) -> MAOptions:
-    from avvp.models.han import options_from_mapping
+    from avvp.models.base import options_from_mapping
 
     return options_from_mapping(MAOptions, cfg.model.options)
 

@@ -33,7 +33,7 @@ averages one of them over a split for the paper's Fig. 4.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -42,9 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel
+from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel, options_from_mapping
 from avvp.models.blocks import InputProjection, bce
-from avvp.models.han import options_from_mapping
 from avvp.registry import Registry
 from avvp.train.config import PRESETS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 
@@ -191,7 +190,7 @@ class FGSELayer(nn.Module):
     def __init__(self, cfg: MMCSEOptions):
         super().__init__()
         d = cfg.token_dim
-        self.cfg = cfg
+        self.options = cfg
         self.secm_intra, self.secm_cross = SECM(d, cfg.heads, cfg.dropout), SECM(d, cfg.heads, cfg.dropout)
         self.lgsf_intra, self.lgsf_cross = LGSF(d, cross=False), LGSF(d, cross=True)
         self.fc1, self.fc2 = nn.Linear(d, d), nn.Linear(d, d)
@@ -202,20 +201,20 @@ class FGSELayer(nn.Module):
     def _path(self, x: torch.Tensor, other: torch.Tensor, secm: SECM, lgsf: LGSF, cross: bool):
         beta = None
         z = x
-        if self.cfg.secm:
+        if self.options.secm:
             att, beta = secm(x, other if cross else x)
             z = x + att
-        if self.cfg.lgsf:
+        if self.options.lgsf:
             z = x + lgsf(z, other if cross else z)
         return z, beta
 
     def forward(self, x: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         total = torch.zeros_like(x)
         beta_intra = beta_cross = None
-        if self.cfg.intra_fgse:
+        if self.options.intra_fgse:
             z, beta_intra = self._path(x, other, self.secm_intra, self.lgsf_intra, cross=False)
             total = total + self.fc1(z)
-        if self.cfg.cross_fgse:
+        if self.options.cross_fgse:
             z, beta_cross = self._path(x, other, self.secm_cross, self.lgsf_cross, cross=True)
             total = total + self.fc2(z)
         out = self.linear2(self.drop(F.relu(self.linear1(self.norm(total)))))
@@ -255,9 +254,7 @@ class MMCSE(ParsingModel):
 
     def __init__(self, options: MMCSEOptions | Mapping[str, Any], dims: InputDims):
         super().__init__()
-        config = options_from_mapping(MMCSEOptions, options)
-        self.options = config
-        self.cfg = config
+        self.options = config = options_from_mapping(self.Options, options)
         self.k = dims.num_classes
         self.proj = InputProjection(dims, config.hidden)
         self.cafd_a = CAFD(config, self.k, deep=False)
@@ -275,8 +272,6 @@ class MMCSE(ParsingModel):
             self.rec_a = nn.Sequential(nn.Linear(n * d2, d1), nn.ReLU(), nn.Linear(d1, d1), nn.ReLU())
             self.rec_v = nn.Sequential(nn.ReLU(), nn.Linear(n * d2, d1), nn.ReLU(), nn.Linear(d1, d1), nn.ReLU())
 
-    def options_dict(self) -> dict[str, Any]:
-        return asdict(self.options)
 
     def forward(self, batch: Batch) -> ModelOutput:
         xa, xv = self.proj(batch.audio, batch.visual, batch.motion)
@@ -308,13 +303,13 @@ class MMCSE(ParsingModel):
             out["loss_rec_v"] = F.mse_loss(self.rec_v(dec_v.reshape(b, t, -1)), xv)
         if self.use_ort:
             out["loss_ort_a"] = orthogonality_loss(dec_a, self.k, "per_class")
-            out["loss_ort_v"] = orthogonality_loss(dec_v, self.k, self.cfg.ort_visual)
+            out["loss_ort_v"] = orthogonality_loss(dec_v, self.k, self.options.ort_visual)
         return out
 
     def loss(self, out: ModelOutput, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
         if batch.pseudo_audio is None or batch.pseudo_visual is None:
             raise ValueError("mmcse trains on VALOR segment pseudo-labels: the store has no /pseudo/audio|visual")
-        cfg, parts = self.cfg, {}
+        cfg, parts = self.options, {}
         pa, pv = batch.pseudo_audio.float(), batch.pseudo_visual.float()
         total = out.video.new_zeros(())
         if cfg.basic_loss:

@@ -21,7 +21,6 @@ reproduces that; the default (False) keeps audio predictions on the audio stream
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any

@@ -186,7 +186,7 @@ class Trainer:
         return model, optimizer
 
     def _checkpoint(self, model: ParsingModel, epoch: int, val: dict | None) -> dict[str, Any]:
-        options = model.options_dict() if hasattr(model, "options_dict") else dict(self.cfg.model.options)
+        options = model.options_dict()
         return {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
             "config": self.cfg.to_dict(), "model_name": self.cfg.model.name, "model_options": options,
