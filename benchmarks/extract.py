@@ -148,7 +148,9 @@ def backbone(name: str):
 
 
 def needs_frames(name: str) -> bool:
-    return name not in AUDIO_RATE
+    from avvp.pipeline.core import streams_for
+
+    return streams_for((name,))[0]
 
 
 # ------------------------------------------------------------------------------------------ reference side

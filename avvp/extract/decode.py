@@ -432,6 +432,7 @@ class DecodeOptions:
     num_frames: int = 80
     max_side: int | None = None  # cap on the longer frame side (aspect kept); None = native
     video: bool = True  # decode frames (False: audio only, also allowed for files without video)
+    require_video: bool = False  # with video=False: still reject a file without a video stream
     audio_rates: tuple[int, ...] = AUDIO_RATES  # which mono waveforms to produce; () = none
     resampler: str = "soxr_s16"  # see RESAMPLERS: "soxr_s16" (= librosa.load), "soxr", "swr"
 
@@ -669,7 +670,7 @@ def padded_seconds(info: MediaInfo, options: DecodeOptions) -> float:
 
 
 def check_decodable(info: MediaInfo, options: DecodeOptions) -> None:
-    if options.video and info.video is None:
+    if (options.video or options.require_video) and info.video is None:
         what = "audio only" if info.audio is not None else "no audio/video streams"
         raise DecodeError(f"no video stream ({what})", path=info.path)
     if not options.video and info.audio is None and info.video is None:
@@ -683,9 +684,11 @@ def check_decodable(info: MediaInfo, options: DecodeOptions) -> None:
 DEFAULT_DECODER = "ffmpeg"
 
 
-def _options(start, window, fps, num_frames, max_side, **extra) -> DecodeOptions:
-    return DecodeOptions(start=float(start), window=float(window), fps=int(fps),
-                         num_frames=int(num_frames), max_side=max_side, **extra)
+def _prepare(path, decoder, start, window, fps, num_frames, max_side, **extra) -> tuple["Decoder", MediaInfo, DecodeOptions]:
+    """The shared start of decode_video and iter_windows: options, backend, one probe of the file."""
+    options = DecodeOptions(start=float(start), window=float(window), fps=int(fps),
+                            num_frames=int(num_frames), max_side=max_side, **extra)
+    return DECODERS.get(decoder)(), probe(path, with_timeline=options.video), options
 
 
 def decode_video(
@@ -698,18 +701,17 @@ def decode_video(
     num_frames: int = 80,
     max_side: int | None = None,
     video: bool = True,
+    require_video: bool = False,
     audio_rates: Sequence[int] = AUDIO_RATES,
     resampler: str = "soxr_s16",
 ) -> DecodedVideo:
     """Decode the window [start, start+window) of a video into 80 RGB frames and mono 16/48 kHz audio.
 
-    Raises DecodeError for unreadable files, files without a video stream (when video=True) and
-    windows past the end. See the module docstring for the frame and audio rules.
+    Raises DecodeError for unreadable files, files without a video stream (when video or
+    require_video) and windows past the end. See the module docstring for the frame and audio rules.
     """
-    options = _options(start, window, fps, num_frames, max_side, video=video,
-                       audio_rates=tuple(audio_rates), resampler=resampler)
-    backend = DECODERS.get(decoder)()
-    info = probe(path, with_timeline=options.video)
+    backend, info, options = _prepare(path, decoder, start, window, fps, num_frames, max_side, video=video,
+                                      require_video=require_video, audio_rates=tuple(audio_rates), resampler=resampler)
     return backend.decode(info, options)
 
 
@@ -723,17 +725,15 @@ def iter_windows(
     num_frames: int = 80,
     max_side: int | None = None,
     video: bool = True,
+    require_video: bool = False,
     audio_rates: Sequence[int] = AUDIO_RATES,
     resampler: str = "soxr_s16",
 ) -> Iterator[DecodedVideo]:
     """Consecutive windows [start + k*window, start + (k+1)*window) covering the whole file (the last
     one padded). The file is probed once; each window is decoded with a seek, so memory is flat."""
-    options = _options(start, window, fps, num_frames, max_side, video=video,
-                       audio_rates=tuple(audio_rates), resampler=resampler)
-    backend = DECODERS.get(decoder)()
-    info = probe(path, with_timeline=options.video)
-    check_decodable(info, options)
-    yield from backend.iter_windows(info, options)
+    backend, info, options = _prepare(path, decoder, start, window, fps, num_frames, max_side, video=video,
+                                      require_video=require_video, audio_rates=tuple(audio_rates), resampler=resampler)
+    yield from backend.iter_windows(info, options)  # each window's decode checks decodability
 
 
 # Register the built-in backends (they import this module, so this import comes last).

@@ -37,6 +37,11 @@ class FigureStyle:
     visual_cmap: str = "Oranges"
 
 
+def time_tick_step(duration: float) -> float:
+    """Seconds between time-axis ticks (the PNG and the HTML page use the same axis)."""
+    return 1 if duration <= 12 else 2 if duration <= 30 else 5 if duration <= 80 else 10 * max(1, int(duration // 200))
+
+
 def rows_to_draw(timeline: Timeline, style: FigureStyle = FigureStyle()) -> tuple[list[int], bool]:
     """(class indices, True when they have events). Falls back to the most probable classes."""
     present = timeline.classes_present()
@@ -152,8 +157,7 @@ def draw_figure(
     ax = axes(top + len(rows) * style.row, 1)
     ax.set_xlim(0, duration)
     ax.set_yticks([])
-    step = 1 if duration <= 12 else 2 if duration <= 30 else 5 if duration <= 80 else 10 * max(1, int(duration // 200))
-    ax.set_xticks(np.arange(0, duration + 1e-9, step))
+    ax.set_xticks(np.arange(0, duration + 1e-9, time_tick_step(duration)))
     ax.tick_params(axis="x", labelsize=8)
     ax.set_xlabel("time (s)", fontsize=8)
     for spine in ("left", "right", "top"):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avvp.parse.figure import rows_to_draw
+from avvp.parse.figure import rows_to_draw, time_tick_step
 from avvp.parse.timeline import Timeline
 
 DEFAULT_MAX_EMBED_BYTES = 20 * 1024 * 1024
@@ -106,7 +106,7 @@ def _svg(timeline: Timeline, layout: PageLayout) -> tuple[str, int]:
                          f'{e.modality} {e.start:g}-{e.end:g} s, peak {e.peak:.2f}</title></rect>')
     axis_y = len(rows) * lay.row
     parts.append(f'<line class="axis" x1="{lay.left}" x2="{lay.left + lay.plot_width}" y1="{axis_y + 2}" y2="{axis_y + 2}"/>')
-    step = 1 if duration <= 12 else 2 if duration <= 30 else 5 if duration <= 80 else 10 * max(1, int(duration // 200))
+    step = time_tick_step(duration)
     for t in np.arange(0, duration + 1e-9, step):
         parts.append(f'<text class="tick" x="{x(float(t))}" y="{axis_y + 18}">{float(t):g}</text>')
     for w in timeline.window_starts[1:]:

@@ -143,20 +143,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def resolve_device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_parser(cfg: ParseConfig) -> Parser:
     """Load the checkpoint and build the backbones its features need."""
     from avvp.pipeline.core import ExtractionConfig, load_backbones
     from avvp.train.loop import load_model
 
-    device = resolve_device(cfg.device)
+    device = ExtractionConfig(device=cfg.device).resolved_device()
     model, ckpt = load_model(cfg.checkpoint, device)
     features = dict(ckpt.get("features") or {})
     if not features.get("audio") or not features.get("visual"):
@@ -232,7 +224,7 @@ def _features_for_window(parser: Parser, video: str, start: float) -> tuple[dict
 
     cfg = dataclasses.replace(parser.extraction, start=float(start))
     job = VideoJob(id=video, path=video)
-    decoded = decode_job(job, cfg, all_streams=True)  # frames for the thumbnails too
+    decoded = decode_job(job, cfg)  # a checkpoint always has a visual feature: frames for the thumbnails too
     if isinstance(decoded, StageFailure):
         return ParseFailure(video, decoded.stage, f"window at {start:g} s: {decoded.message}")
     (result,) = run_backbones(parser.backbones, [job], [decoded])

@@ -96,14 +96,11 @@ def decode_job(job: VideoJob, cfg: ExtractionConfig, needs: Iterable[str] | None
     video, rates = (True, AUDIO_RATES) if all_streams else streams_for(cfg.backbones if needs is None else needs)
     try:
         decoded = decode_video(job.path, start=cfg.start, window=cfg.window, decoder=cfg.decoder or DEFAULT_DECODER,
-                               video=video, audio_rates=rates)
+                               video=video, require_video=True, audio_rates=rates)
     except DecodeError as err:
         return StageFailure("decode", str(err))
     except FileNotFoundError as err:
         return StageFailure("decode", f"file not found: {err}")
-    if not decoded.has_video:
-        what = "audio only" if decoded.has_audio else "no audio/video streams"
-        return StageFailure("decode", str(DecodeError(f"no video stream ({what})", path=job.path)))
     return decoded
 
 

@@ -97,7 +97,11 @@ class Backbone(abc.ABC):
         return {}
 
     def weights_id(self) -> str:
-        """A short string naming the weights, stored as the `weights` attribute."""
+        """A short string naming the weights, stored as the `weights` attribute: the resolved weights
+        file's id when the backbone keeps one in `self.resolved`."""
+        resolved = getattr(self, "resolved", None)
+        if resolved is not None:
+            return resolved.weights_id
         return "random" if self.random_weights else self.name
 
     def store_attrs(self, spec: OutputSpec) -> dict[str, Any]:

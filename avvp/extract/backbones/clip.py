@@ -154,9 +154,6 @@ class ClipBackbone(Backbone):
         self._text: np.ndarray | None = None
         self._logit_scale: float | None = None
 
-    def weights_id(self) -> str:
-        return "random" if self.resolved is None else self.resolved.weights_id
-
     def _common_attrs(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {"model": self.model_name, "pretrained": self.pretrained_tag,
                                  "quick_gelu": self.quick_gelu}

@@ -88,9 +88,6 @@ class R2Plus1DBackbone(Backbone):
             self.resolved = resolve_weights_file(self.weights_spec, config.weights_dir)
         self._model = None
 
-    def weights_id(self) -> str:
-        return "random" if self.resolved is None else self.resolved.weights_id
-
     def outputs(self) -> list[OutputSpec]:
         attrs: dict[str, Any] = {"fps": FRAME_FPS, "clip_frames": CLIP_FRAMES, **self.weights_spec.preprocessing}
         if self.random_weights:
