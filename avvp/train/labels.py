@@ -27,7 +27,7 @@ import torch
 
 from avvp.data.classes import NUM_SEGMENTS
 from avvp.data.store import Store
-from avvp.pseudolabels.valor import RULE_NAME, TEACHERS, ThresholdSet, default_thresholds
+from avvp.pseudolabels.valor import RULE_NAME, TEACHERS, ThresholdSet, default_thresholds, valor_rule
 from avvp.registry import Registry
 
 
@@ -124,7 +124,8 @@ def unmasked_teacher_labels(store: Store, ids: Sequence[str], modality: str) -> 
     if teacher.needs_audio_stream:
         usable &= store.video_field("has_audio").astype(bool)[rows]
     thresholds = teacher_thresholds(store, modality).array()
-    labels = (np.where(np.isfinite(logits), logits, -np.inf) > thresholds).astype(np.uint8)
+    everything = np.ones((len(rows), k), np.uint8)  # VALOR's rule with every class allowed: no weak mask
+    labels = valor_rule(np.where(np.isfinite(logits), logits, -np.inf), everything, thresholds)
     labels[~usable] = 0
     return labels
 
