@@ -71,7 +71,7 @@ class MMILParsingModel(ParsingModel):
         self.options = options_from_mapping(self.Options, options)
         self.dims = dims
         self.loss_fn = MMIL_LOSSES.get(self.options.loss)
-        self.visual_smoothing = float(getattr(self.options, "visual_smoothing", 0.9))
+        self.visual_smoothing = float(self.options.visual_smoothing)
         self.projection = InputProjection(dims, self.options.hidden)
         self.head = MMILHead(self.options.hidden, dims.num_classes)
 
@@ -94,16 +94,10 @@ class MMILParsingModel(ParsingModel):
 
 
 @dataclass(frozen=True)
-class HANOptions:
-    """Defaults = official HAN: d 512, 1 head, ff 512, 1 layer, dropout 0.1, post-norm, parallel update."""
+class HANOptions(HANEncoderOptions):
+    """The encoder's options (defaults = official HAN: d 512, 1 head, ff 512, 1 layer, dropout 0.1,
+    post-norm, parallel update; VALOR: sequential) plus the loss."""
 
-    hidden: int = 512
-    heads: int = 1
-    ff: int = 512
-    layers: int = 1
-    dropout: float = 0.1
-    pre_norm: bool = False
-    sequential: bool = False  # VALOR: True
     loss: str = "han"
     visual_smoothing: float = 0.9  # Pv = 0.9y + 0.05 (used by the "han" loss)
 
@@ -114,8 +108,7 @@ class HAN(MMILParsingModel):
 
     def __init__(self, options: Any, dims: InputDims):
         super().__init__(options, dims)
-        o = self.options
-        self.encoder = HANEncoder(HANEncoderOptions(o.hidden, o.heads, o.ff, o.layers, o.dropout, o.pre_norm, o.sequential))
+        self.encoder = HANEncoder(self.options)
 
 
 __all__ = ["HAN", "HANOptions", "HANEncoder", "MMILParsingModel", "MMIL_LOSSES", "options_from_mapping"]

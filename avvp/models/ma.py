@@ -105,7 +105,8 @@ class MA(MMILParsingModel):
     def __init__(self, options: Any, dims: InputDims):
         super().__init__(options, dims)
         o = self.options
-        self.encoder = HANEncoder(HANEncoderOptions(o.hidden, o.heads, o.ff, o.layers, o.dropout, False, False))
+        self.encoder = HANEncoder(HANEncoderOptions(hidden=o.hidden, heads=o.heads, ff=o.ff, layers=o.layers,
+                                                    dropout=o.dropout, pre_norm=False, sequential=False))
 
 
 # ------------------------------------------------------------------------------------------ stage 2

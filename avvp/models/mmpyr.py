@@ -165,13 +165,7 @@ class MMPyramidEncoder(nn.Module):
 
 
 @dataclass(frozen=True)
-class MMPyramidOptions:
-    hidden: int = 512
-    ffn: int = 512
-    heads: int = 8
-    levels: int = 4
-    dropout: float = 0.2
-    attn_dropout: float = 0.1
+class MMPyramidOptions(MMPyramidEncoderOptions):
     loss: str = "han"  # same loss and visual smoothing as HAN
     visual_smoothing: float = 0.9
     reference_output_order: bool = False  # True: audio predictions from the visual stream (official quirk)
@@ -183,8 +177,7 @@ class MMPyramid(MMILParsingModel):
 
     def __init__(self, options: Any, dims: InputDims):
         super().__init__(options, dims)
-        o = self.options
-        self.encoder = MMPyramidEncoder(MMPyramidEncoderOptions(o.hidden, o.ffn, o.heads, o.levels, o.dropout, o.attn_dropout))
+        self.encoder = MMPyramidEncoder(self.options)
 
     def encode(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         audio_out, visual_out = self.encoder(audio, visual)
