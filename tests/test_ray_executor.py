@@ -132,3 +132,19 @@ def test_actor_reservation_leaves_a_cpu_for_decoding():
     assert _actor_cpus(1.0, 4, 16.0, on_gpu=False) == 1.0
     assert _actor_cpus(1.0, 8, 1.0, on_gpu=False) == 0.0
     assert _actor_cpus(1.0, 2, 2.0, on_gpu=True) == 1.0  # GPU actors: the GPU is the bound resource
+
+
+def test_label_text_arrays_come_from_a_worker_and_equal_local(videos, ray_session, tmp_path):
+    # clip writes /text/clip once per dataset: under Ray a worker computes it (the driver builds no model)
+    cfg = ExtractionConfig(backbones=("clip",), weights="random", device="cpu", batch_videos=2,
+                           backbone_options=(("clip", (("model", "ViT-B-32"),)),))
+    jobs = [j for j in discover_folder(videos) if j.id == "clip0"]
+    run_local(jobs, cfg, str(tmp_path / "local.h5"), progress=False)
+    run_ray(jobs, cfg, str(tmp_path / "ray.h5"), ExecutorOptions(num_workers=1, progress=False))
+    with Store(tmp_path / "local.h5") as a, Store(tmp_path / "ray.h5") as b:
+        np.testing.assert_array_equal(a.read("text/clip"), b.read("text/clip"))
+        np.testing.assert_array_equal(a.read("features/clip"), b.read("features/clip"))
+        attrs_a, attrs_b = a.attrs("text/clip"), b.attrs("text/clip")
+        assert attrs_a.keys() == attrs_b.keys()
+        for key in attrs_a:
+            np.testing.assert_array_equal(attrs_a[key], attrs_b[key])

@@ -144,6 +144,11 @@ def run_backbones(
     return results
 
 
+def dataset_arrays(backbones: Iterable[Backbone]) -> dict[str, tuple[np.ndarray, dict]]:
+    """Every backbone's per-dataset arrays, by store path."""
+    return {path: value for b in backbones for path, value in b.dataset_arrays().items()}
+
+
 class StoreSink:
     """The single writer of an extraction run: results in, store rows and failure rows out."""
 
@@ -155,12 +160,15 @@ class StoreSink:
         self.failed = 0
         self._dataset_arrays_written = False
 
-    def write_dataset_arrays(self) -> None:
+    def write_dataset_arrays(self, arrays: dict[str, tuple[np.ndarray, dict]] | None = None) -> None:
+        """Write the backbones' per-dataset arrays (label texts), computed here unless given (the Ray
+        executor gets them from a worker, which holds the models already)."""
         if self._dataset_arrays_written:
             return
-        for backbone in self.backbones.values():
-            for path, (value, attrs) in backbone.dataset_arrays().items():
-                self.writer.set_dataset_array(path, value, attrs)
+        if arrays is None:
+            arrays = dataset_arrays(self.backbones.values())
+        for path, (value, attrs) in arrays.items():
+            self.writer.set_dataset_array(path, value, attrs)
         self._dataset_arrays_written = True
 
     def fail(self, job_id: str, stage: str, message: str) -> None:

@@ -29,7 +29,8 @@ from collections import deque
 from typing import Any, Sequence
 
 from avvp.pipeline.core import (
-    ExtractionConfig, StageFailure, StoreSink, VideoResult, decode_job, load_backbones, missing_backbones, run_backbones,
+    ExtractionConfig, StageFailure, StoreSink, VideoResult, dataset_arrays, decode_job, load_backbones, missing_backbones,
+    run_backbones,
 )
 from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 from avvp.pipeline.jobs import VideoJob
@@ -51,6 +52,9 @@ class BackboneWorker:
 
             torch.set_num_threads(torch_threads)
         self.backbones = load_backbones(cfg)
+
+    def dataset_arrays(self) -> dict:
+        return dataset_arrays(self.backbones)
 
     def pid(self) -> int:
         return os.getpid()
@@ -98,17 +102,18 @@ def init_ray(options: ExecutorOptions):
 def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: ExecutorOptions) -> RunSummary:
     ray = init_ray(options)
     t_start = time.perf_counter()
-    gpus_available = ray.cluster_resources().get("GPU", 0)
+    resources = ray.cluster_resources()
+    gpus_available = resources.get("GPU", 0)
     gpus_per_worker = options.gpus_per_worker if options.gpus_per_worker is not None else (1.0 if gpus_available else 0.0)
     num_workers = options.num_workers or (max(1, int(gpus_available // gpus_per_worker)) if gpus_per_worker else 1)
-    # the driver builds the backbones once too: it writes their dataset-level arrays (label texts) and
-    # fails fast on unavailable weights before any worker starts
+    # the driver builds the backbones too (cheap: weights are resolved, models are built on first use):
+    # it fails fast on unavailable weights before any worker starts and knows the output specs
     local_backbones = load_backbones(cfg)
     needs = missing_backbones(out, jobs, local_backbones)
     todo = [(job, need) for job, need in zip(jobs, needs) if need]
     summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo))
     decode_remote = ray.remote(num_cpus=1, max_retries=3)(_timed_decode)
-    actor_cpus = _actor_cpus(options.cpus_per_worker, num_workers, ray.cluster_resources().get("CPU", 0.0), bool(gpus_per_worker))
+    actor_cpus = _actor_cpus(options.cpus_per_worker, num_workers, resources.get("CPU", 0.0), bool(gpus_per_worker))
     worker_cls = ray.remote(num_cpus=actor_cpus, num_gpus=gpus_per_worker, max_restarts=3, max_task_retries=3)(BackboneWorker)
     # CPU kernels may split reductions by thread count: the embedded cluster gives actors the driver's
     # torch thread count so that their numbers equal the local executor's bit for bit
@@ -128,7 +133,9 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
     max_in_flight = 2 * num_workers
     sink = StoreSink(out, local_backbones)
     try:
-        sink.write_dataset_arrays()
+        # label-text arrays come from a worker: the driver never builds a model (the backbones it builds
+        # only resolve weights and describe outputs; models are built on first use)
+        sink.write_dataset_arrays(ray.get(workers[0].dataset_arrays.remote()))
         with progress_bar(len(todo), options.progress) as bar:
             while batches or in_flight:
                 while batches and len(in_flight) < max_in_flight:
