@@ -215,3 +215,10 @@ def test_parse_windows_use_the_extraction_code_path(parsed):
     np.testing.assert_array_equal(arrays["features/vggish"], ref["features/vggish"])
     first, _ = _features_for_window(parser, str(parsed["video"]), 0.0)
     assert not np.array_equal(first["features/vggish"], arrays["features/vggish"])  # the offset matters
+    # parse_video's path: one probe, consecutive windows; its third window is the same window at 20 s
+    from avvp.pipeline.core import decode_windows
+    from avvp.pipeline.jobs import VideoJob
+
+    windows = list(decode_windows(VideoJob(id="v", path=str(parsed["video"])), extraction))
+    assert [w.window_start for w in windows] == [0.0, 10.0, 20.0]
+    np.testing.assert_array_equal(windows[2].audio_16k, decoded.audio_16k)

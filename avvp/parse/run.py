@@ -219,14 +219,23 @@ def _thumbnails(decoded: Any, start: float, duration: float, window: float) -> l
 
 def _features_for_window(parser: Parser, video: str, start: float) -> tuple[dict[str, np.ndarray], Any] | ParseFailure:
     """Decode one window and run the backbones: the avvp-extract code path, one video."""
-    from avvp.pipeline.core import StageFailure, decode_job, run_backbones
+    from avvp.pipeline.core import decode_job
     from avvp.pipeline.jobs import VideoJob
 
     cfg = dataclasses.replace(parser.extraction, start=float(start))
-    job = VideoJob(id=video, path=video)
-    decoded = decode_job(job, cfg)  # a checkpoint always has a visual feature: frames for the thumbnails too
+    decoded = decode_job(VideoJob(id=video, path=video), cfg)
+    return _window_features(parser, video, start, decoded)
+
+
+def _window_features(parser: Parser, video: str, start: float, decoded: Any) -> tuple[dict[str, np.ndarray], Any] | ParseFailure:
+    """Run the backbones on one decoded window (a checkpoint always has a visual feature, so the frames
+    for the thumbnails are decoded too)."""
+    from avvp.pipeline.core import StageFailure, run_backbones
+    from avvp.pipeline.jobs import VideoJob
+
     if isinstance(decoded, StageFailure):
         return ParseFailure(video, decoded.stage, f"window at {start:g} s: {decoded.message}")
+    job = VideoJob(id=video, path=video)
     (result,) = run_backbones(parser.backbones, [job], [decoded])
     if result.failures:
         f = result.failures[0]
@@ -292,23 +301,24 @@ def parse_video(parser: Parser, video: str, cfg: ParseConfig, stem: str | None =
     video = str(video)
     if not Path(video).is_file():
         return ParseFailure(video, "missing", "file not found")
+    from avvp.pipeline.core import decode_windows
+    from avvp.pipeline.jobs import VideoJob
+
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    first = _features_for_window(parser, video, 0.0)
-    if isinstance(first, ParseFailure):
-        return first
-    duration = float(first[1].duration)
-    starts = window_starts(duration, cfg.window)
-    per_window, thumbs = [first[0]], []
-    if cfg.thumbnails:
-        thumbs += _thumbnails(first[1], 0.0, duration, cfg.window)
-    for start in starts[1:]:
-        got = _features_for_window(parser, video, start)
+    # one probe for the whole file; window k equals decode_job at k*window (windows of window_starts)
+    per_window, thumbs, first = [], [], None
+    extraction = dataclasses.replace(parser.extraction, start=0.0)
+    for k, decoded in enumerate(decode_windows(VideoJob(id=video, path=video), extraction)):
+        got = _window_features(parser, video, k * cfg.window, decoded)
         if isinstance(got, ParseFailure):
             return got
+        first = first or got
         per_window.append(got[0])
         if cfg.thumbnails:
-            thumbs += _thumbnails(got[1], start, duration, cfg.window)
+            thumbs += _thumbnails(got[1], k * cfg.window, float(first[1].duration), cfg.window)
+    duration = float(first[1].duration)
+    starts = window_starts(duration, cfg.window)
     seconds["extract"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -102,6 +102,21 @@ def decode_job(job: VideoJob, cfg: ExtractionConfig, needs: Iterable[str] | None
     except FileNotFoundError as err:
         return StageFailure("decode", f"file not found: {err}")
     return decoded
+
+
+def decode_windows(job: VideoJob, cfg: ExtractionConfig) -> Iterator[Any]:
+    """decode_job over the whole file: consecutive windows from cfg.start, each a DecodedVideo equal to
+    decode_job at that start, from ONE probe of the file; a decode error ends the sequence with a StageFailure."""
+    from avvp.extract.decode import DEFAULT_DECODER, DecodeError, iter_windows
+
+    video, rates = streams_for(cfg.backbones)
+    try:
+        yield from iter_windows(job.path, start=cfg.start, window=cfg.window, decoder=cfg.decoder or DEFAULT_DECODER,
+                                video=video, require_video=True, audio_rates=rates)
+    except DecodeError as err:
+        yield StageFailure("decode", str(err))
+    except FileNotFoundError as err:
+        yield StageFailure("decode", f"file not found: {err}")
 
 
 def run_backbones(
