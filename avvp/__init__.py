@@ -1,7 +1,11 @@
 """avvp: audio-visual video parsing on LLP, from video files to evaluated parsers.
 
-Importing the package applies offline-safe environment defaults (see `avvp._env`).
+Importing the package changes nothing in the environment; the console scripts apply the offline-safe
+defaults of `avvp._env` in their `main()`.
 """
-from avvp import _env as _env  # noqa: F401  (side effect: environment defaults)
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("avvp")  # one place: pyproject.toml
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"

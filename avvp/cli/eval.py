@@ -17,6 +17,7 @@ import math
 import sys
 from typing import Sequence
 
+from avvp._env import apply_defaults
 from avvp import metrics
 from avvp.data import llp
 from avvp.data.predictions import MissingVideosError, PredictionsError, read_predictions
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     args = build_parser().parse_args(argv)
     try:
         out, text = run(args)

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from avvp._env import apply_defaults
 from avvp.extract.backbones import BACKBONES, WeightsUnavailable
 from avvp.pipeline.core import ExtractionConfig, announce_random
 from avvp.pipeline.executors import ExecutorOptions, load_executors
@@ -70,6 +71,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     try:

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from avvp._env import apply_defaults
 from avvp.data.importer import import_released, print_summary
 
 
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     args = build_parser().parse_args(argv)
     if args.feats is None and args.valor is None:
         print("avvp-import: give --feats and/or --valor", file=sys.stderr)

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from avvp._env import apply_defaults
 from avvp.metrics import GATES
 
 EXIT_OK, EXIT_START, EXIT_SOME_FAILED = 0, 2, 3
@@ -70,6 +71,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     args = build_parser().parse_args(argv)
     from avvp.extract.backbones import WeightsUnavailable
     from avvp.parse.run import ParseFailure, parse_videos

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from avvp._env import apply_defaults
 from avvp.data.store import Store, StoreError
 from avvp.pseudolabels.calibrate import (
     Calibration,
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     args = build_parser().parse_args(argv)
     cfg = PseudoLabelRunConfig(
         data=args.data, eiou=args.eiou, calibrate_split=args.calibrate_split, write_thresholds=args.write_thresholds,

@@ -15,6 +15,7 @@ import logging
 import sys
 from typing import Sequence
 
+from avvp._env import apply_defaults
 import avvp.models  # noqa: F401  (registers every model and the presets their modules define)
 from avvp.train.config import PRESETS, ExperimentConfig, apply_override, preset
 
@@ -68,6 +69,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from avvp.data.store import StoreError

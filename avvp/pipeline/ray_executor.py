@@ -16,7 +16,7 @@ Design (Ray Core, not Ray Data; see docs/distributed.md for why):
   errors, so they are not retried.
 
 Embedded by default: with no address, Ray starts inside the command with loopback-only listeners
-(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set in avvp._env), no dashboard, no auth token file, and a capped
+(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, `avvp._env.ray_defaults`), no dashboard, no auth token file, and a capped
 object store. Tested with ray 2.60.
 """
 from __future__ import annotations
@@ -81,6 +81,9 @@ def _actor_cpus(requested: float, num_workers: int, cluster_cpus: float, on_gpu:
 
 def init_ray(options: ExecutorOptions):
     """Join a cluster (options.address) or start the safe embedded one."""
+    from avvp._env import ray_defaults
+
+    ray_defaults()  # before `import ray`: loopback-only listeners, no auth token file (user values kept)
     import ray
 
     if ray.is_initialized():

@@ -4,7 +4,7 @@
 backbones"):
 
 1. at import, module-level `*Tokenizer.from_pretrained(...)` calls in `laion_clap.training.data`; with
-   `HF_HUB_OFFLINE=1` (set by `avvp._env` on `import avvp`) they return empty tokenizers quickly, without
+   `HF_HUB_OFFLINE=1` (`avvp._env.offline_defaults`, applied by the console scripts and by `import_laion_clap()`) they return empty tokenizers quickly, without
    it the import retries for ~11 minutes. `import_laion_clap()` refuses to import when the variable is
    missing, rather than stalling;
 2. in `CLAP_Module.__init__`: `RobertaModel.from_pretrained('roberta-base')` (raises offline) and
@@ -28,6 +28,7 @@ import io
 import logging
 import os
 import pickle
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -58,16 +59,22 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt")
 
 def import_laion_clap():
     """Import laion_clap, refusing to do so when the hub is not in offline mode (the import would
-    stall ~11 min on a machine without network). `import avvp` sets HF_HUB_OFFLINE=1 unless
-    AVVP_ONLINE=1; the variable must be set before huggingface_hub is first imported."""
-    import avvp  # noqa: F401  (applies the offline environment defaults)
+    stall ~11 min on a machine without network). The offline default (`avvp._env.offline_defaults`,
+    unless AVVP_ONLINE=1) is applied here for Python API users; it only takes effect if huggingface_hub
+    has not been imported yet, which is checked."""
+    from avvp._env import offline_defaults, online_requested
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-    if not offline and os.environ.get("AVVP_ONLINE") != "1":
+    offline_defaults()
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:  # imported earlier: it read HF_HUB_OFFLINE then, not now
+        offline = bool(getattr(hub, "HF_HUB_OFFLINE", False))
+    else:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    if not offline and not online_requested():
         raise RuntimeError(
-            "refusing to import laion_clap with HF_HUB_OFFLINE unset: without network its import-time "
-            "tokenizer downloads retry for about 11 minutes. Export HF_HUB_OFFLINE=1 (or AVVP_ONLINE=1 "
-            "when the hub is reachable)."
+            "refusing to import laion_clap with the Hugging Face hub online: without network its import-time "
+            "tokenizer downloads retry for about 11 minutes. Export HF_HUB_OFFLINE=1 before starting Python "
+            "(or AVVP_ONLINE=1 when the hub is reachable)."
         )
     import laion_clap
 
