@@ -9,7 +9,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export RAY_AUTH_MODE ?= disabled
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 $(VENV)/.avvp-installed: pyproject.toml constraints.txt tools/setup_env.sh tools/install_torch_cuda_stub.sh tools/torch_cuda_stub.c
 	bash tools/setup_env.sh $(VENV)
@@ -22,6 +22,13 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# the suite without the tests marked slow (over ~20 s each); `make test` stays the full suite
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+lint: setup
+	$(VENV)/bin/ruff check avvp tests benchmarks tools
 
 bench: setup
 	$(PY) benchmarks/extract.py
