@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
                    help="'random' runs the architectures with random weights (recorded, announced)")
     p.add_argument("--weights-dir", type=Path, help="folder with offline weight files (names in docs/backbones.md)")
-    p.add_argument("--executor", choices=executors.names(), default="ray" if "ray" in executors else "local")
+    p.add_argument("--executor", choices=executors.names(), default="ray")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")

@@ -35,9 +35,7 @@ def _local(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: E
 
 
 def load_executors() -> Registry[Executor]:
-    """Import the optional executors so that they register themselves."""
-    import importlib.util
+    """Import the executors that register themselves in their own module (Ray)."""
+    import avvp.pipeline.ray_executor  # noqa: F401  (a module of this package: always present)
 
-    if importlib.util.find_spec("avvp.pipeline.ray_executor") is not None:
-        import avvp.pipeline.ray_executor  # noqa: F401
     return EXECUTORS
