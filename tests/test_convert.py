@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import reference_nets as ref
+from avvp.models import build_model
 from avvp.models.base import Batch
+from avvp.train.config import preset
 from avvp.train.convert import (
     LAYOUTS,
     ConversionError,
@@ -106,9 +108,11 @@ def test_mmpyramid_matches_the_official_forward_in_its_output_order():
     """Catches: swapped self/cross gates, softmax-normalised level weights, the output-order default
     (the official AVVPNet stacks [v_o, a_o], so a_prob comes from the visual stream)."""
     official = ref.random_state(ref.mmpyr_layout(), scale=0.1)
-    model, _ = convert_state_dict("mmpyr", official)
-    default, _, _ = build_layout_model("mmpyr")
-    assert default.options.reference_output_order is True  # the preset's default, not only the converter's
+    converted, _ = convert_state_dict("mmpyr", official)
+    # the model as the PRESET builds it (no converter option on top) must give the official outputs
+    cfg = preset("mmpyr")
+    model = build_model("mmpyr", cfg.model.options, converted.dims).eval()
+    model.load_state_dict(converted.state_dict())
     batch, (a, v, st) = inputs("mmpyr")
     g, pa, pv, fp = ref.mmpyr_forward(official, a, v, st)
     out = model(batch)
