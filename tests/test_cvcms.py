@@ -221,12 +221,18 @@ def test_augment_contrastive_and_label_flags():
     total, parts = no_contrast.loss(no_contrast(batch), batch, 5)
     assert "contrastive" not in parts
     assert total.item() == pytest.approx(sum(parts.values()), rel=1e-5)
-    refined, weak = build(labels="refined").eval(), build(labels="weak").eval()
-    out = refined(batch)
-    assert refined.loss(out, batch, 5)[0].item() != pytest.approx(weak.loss(out, batch, 5)[0].item())
-    with pytest.raises(ValueError, match="refined_audio"):
-        refined.loss(out, make_batch(refined=False), 5)
-    weak.loss(out, make_batch(refined=False), 5)  # weak labels need no refinement
+    # one source of truth: the batch carries refined labels exactly when data.labels = refined
+    model = build().eval()
+    out = model(batch)
+    weak_batch = make_batch(refined=False)
+    assert model.loss(out, batch, 5)[0].item() != pytest.approx(model.loss(out, weak_batch, 5)[0].item())
+    la, lv = model.labels_of_rows(out, weak_batch)
+    torch.testing.assert_close(la, weak_batch.weak)
+    torch.testing.assert_close(lv, weak_batch.weak)
+    la, lv = model.labels_of_rows(out, batch)
+    torch.testing.assert_close((la, lv), (batch.refined_audio, batch.refined_visual))
+    with pytest.raises(ValueError, match="unknown CVCMSOptions option"):
+        build(labels="weak")  # the model has no label setting of its own
 
 
 # ---------------------------------------------------------------------------------- registry / preset

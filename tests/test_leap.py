@@ -18,7 +18,9 @@ from avvp.models.leap import (
     LeapStack,
     avss_loss,
     load_glove_label_embeddings,
+    package_glove_embeddings,
 )
+from avvp.pseudolabels.eiou import compute_eiou
 from avvp.train.config import PRESETS
 
 K = 25
@@ -148,8 +150,15 @@ def test_loss_parts_match_their_definitions():
     assert parts["bce_seg_visual"] == pytest.approx(
         F.binary_cross_entropy(clamp(out.visual_seg), batch.pseudo_visual).item(), rel=1e-5)
     cos = F.normalize(out.extras["audio_encoded"], dim=-1) @ F.normalize(out.extras["visual_encoded"], dim=-1).transpose(1, 2)
-    assert parts["avss"] == pytest.approx(((cos.relu() - batch.eiou) ** 2).mean().item(), rel=1e-5)
+    # default target: the reference code's EIoU computed from the batch's pseudo-labels
+    code = torch.from_numpy(compute_eiou(batch.pseudo_audio.numpy(), batch.pseudo_visual.numpy(), "leap-code"))
+    assert parts["avss"] == pytest.approx(((cos.relu() - code) ** 2).mean().item(), rel=1e-5)
     assert total.item() == pytest.approx(sum(parts.values()), rel=1e-5)
+    stored = build(eiou="store").eval()
+    assert stored.loss(out, batch, 1)[1]["avss"] == pytest.approx(((cos.relu() - batch.eiou) ** 2).mean().item(), rel=1e-5)
+    paper = torch.from_numpy(compute_eiou(batch.pseudo_audio.numpy(), batch.pseudo_visual.numpy(), "paper"))
+    assert build(eiou="paper").loss(out, batch, 1)[1]["avss"] == pytest.approx(
+        ((cos.relu() - paper) ** 2).mean().item(), rel=1e-5)
 
 
 def test_training_step_reduces_loss():
@@ -169,11 +178,14 @@ def test_training_step_reduces_loss():
 
 
 def test_missing_targets_raise_clear_errors():
-    model = build().eval()
+    model = build(eiou="store").eval()
     batch = make_batch(eiou=False)
     with pytest.raises(ValueError, match="eiou"):
         model.loss(model(batch), batch, 1)
     build(avss=False).loss(model(batch), batch, 1)  # no EIoU needed without L_avss
+    build().loss(model(batch), batch, 1)  # the default computes it from the pseudo-labels (import stores)
+    with pytest.raises(ValueError, match="eiou must be one of"):
+        build(eiou="nope")
     batch.pseudo_audio = None
     with pytest.raises(ValueError, match="pseudo"):
         model.loss(model(batch), batch, 1)
@@ -215,7 +227,7 @@ def test_label_source_reads_batch_text():
     out1 = clip(batch).audio_seg
     batch.text = {**batch.text, "clip": batch.text["clip"] * 2.0}
     assert not torch.allclose(out1, clip(batch).audio_seg)
-    with pytest.raises(ValueError, match="/text/clip"):
+    with pytest.raises(ValueError, match=r"/text/clip.*label_source=glove"):
         LeapModel({**TINY, "label_source": "clip"}, InputDims(audio=(10, 12), visual=(80, 16), motion=(10, 8)))
     with pytest.raises(ValueError, match="label_source"):
         build(label_source="bert")
@@ -277,9 +289,10 @@ def test_unit_norm_label_embeddings_collapse_the_class_tokens_at_init():
     dims = InputDims(audio=(10, 12), visual=(80, 16), motion=(10, 8), text_dims=(("clip", 768),))
     batch = dataclasses.replace(make_batch(), text={"clip": text})
 
-    def token_cosine(scale: float) -> float:
+    def token_cosine(scale: float, source: str = "clip") -> float:
         torch.manual_seed(0)
-        model = LeapModel({**TINY, "hidden": 128, "ffn": 128, "han_ff": 128, "label_scale": scale}, dims).eval()
+        model = LeapModel({**TINY, "hidden": 128, "ffn": 128, "han_ff": 128, "label_scale": scale,
+                           "label_source": source}, dims).eval()
         with torch.no_grad():
             tokens = F.normalize(model(batch).extras["audio_label_tokens"][0], dim=-1)
         off = tokens @ tokens.T
@@ -287,6 +300,7 @@ def test_unit_norm_label_embeddings_collapse_the_class_tokens_at_init():
 
     assert token_cosine(1.0) > 0.95  # measured 0.967 here; 0.999 in the trained benchmark run
     assert token_cosine(100.0) < 0.2  # measured 0.025
+    assert token_cosine(1.0, "glove") < 0.8  # LEAP's own GloVe rows (norm ~6.15), scale 1: measured 0.636
 
 
 # ---------------------------------------------------------------------------------- registry / preset
@@ -300,3 +314,20 @@ def test_registered_with_reference_preset():
     defaults = LeapModel({}, InputDims(audio=(10, 128), visual=(80, 2048), motion=(10, 512), text_dims=(("clip", 768),))).options
     assert (defaults.encoder, defaults.blocks, defaults.hidden, defaults.heads, defaults.ffn) == ("mmpyr", 2, 512, 8, 512)
     assert (defaults.dropout, defaults.attn_dropout, defaults.avss_weight) == (0.2, 0.1, 1.0)
+    # LEAP's own label embeddings by default: the released GloVe 6B 300-d rows, fc_l = Linear(300, 512)
+    assert (defaults.label_source, defaults.label_scale, defaults.eiou) == ("glove", 1.0, "leap-code")
+    assert cfg.model.options.get("label_scale", 1.0) == 1.0
+
+
+def test_packaged_glove_rows_are_leaps_release():
+    """The package data: (25, 300) float32, LEAP's phrases in LLP order, mean row norm 6.15 (README)."""
+    table = package_glove_embeddings()
+    assert table.shape == (25, 300) and table.dtype == torch.float32
+    assert table.norm(dim=1).mean().item() == pytest.approx(6.15, abs=0.01)
+    assert len({tuple(r.tolist()) for r in table}) == 25  # 25 distinct rows
+    model = LeapModel({**TINY}, InputDims(audio=(10, 12), visual=(80, 16), motion=(10, 8)))  # no text rows needed
+    assert model.labels.fc_l.in_features == 300
+    torch.testing.assert_close(model.labels.table, table)
+    assert model(make_batch()).audio_seg.shape == (3, 10, K)
+    with pytest.raises(ValueError, match="25 LLP classes"):
+        LeapModel({**TINY}, InputDims(audio=(10, 12), visual=(80, 16), motion=(10, 8), num_classes=3))

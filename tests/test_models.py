@@ -252,3 +252,52 @@ def test_ma_refinement_recovers_planted_modalities():
     np.testing.assert_array_equal(ref_a, audio_truth)
     np.testing.assert_array_equal(ref_v, visual_truth)
     assert stats["removed_audio"] == int(weak.sum() - audio_truth.sum())
+
+
+def test_ma_stage3_loss_is_the_official_step3_composition():
+    """step3_retrain/main_avvp.py: loss = BCE(a_prob, Pa) + BCE(v_prob, Pv) + BCE(global, target) + loss4, with
+    Pa the refined audio label, Pv = 0.9y + 0.05 with removed visual classes 0, target = Pa (the dataloader's
+    `pa = label` alias: audio removals leave the global target too), loss4 = LabelSmoothingLoss(10, 0.1) of
+    audio-after-HAN vs visual-before-HAN segment cosines / 0.2 with target t."""
+    dims = InputDims(audio=(10, 12), visual=(80, 24), motion=(10, 8))
+    batch = make_batch(dims, b=4, seed=3)
+    y = batch.weak
+    removed_a = torch.zeros_like(y, dtype=torch.bool)
+    removed_a[:, 0] = True  # class 0 is labelled in every video: drop it from the audio label
+    batch.refined_audio = y.masked_fill(removed_a, 0.0)
+    removed_v = torch.zeros_like(y, dtype=torch.bool)
+    removed_v[0, 0] = True
+    batch.refined_visual = y.masked_fill(removed_v, 0.0)
+
+    def build(**o):
+        torch.manual_seed(0)
+        return MA({"hidden": 16, "ff": 16, "stage": 3, **o}, dims).eval()
+
+    model = build()
+    out = model(batch)
+    total, parts = model.loss(out, batch, 1)
+    clamp = lambda p: p.clamp(1e-7, 1 - 1e-7)  # noqa: E731
+    pa = batch.refined_audio
+    pv = (0.9 * y + 0.05).masked_fill(removed_v, 0.0)
+    expected_a = torch.nn.functional.binary_cross_entropy(clamp(out.audio_video), pa)
+    expected_v = torch.nn.functional.binary_cross_entropy(clamp(out.visual_video), pv)
+    expected_g = torch.nn.functional.binary_cross_entropy(clamp(out.video), pa)  # the alias: not y
+    a = torch.nn.functional.normalize(out.extras["audio_enc"], dim=-1)
+    v = torch.nn.functional.normalize(out.extras["visual_in"], dim=-1)
+    sims = (a @ v.transpose(1, 2) / 0.2).reshape(-1, 10).double()
+    dist = torch.full_like(sims, 0.1 / 9)
+    dist[torch.arange(40), torch.arange(10).repeat(4)] = 0.9
+    expected_c = (-(dist * sims.log_softmax(-1)).sum(-1)).mean()
+    assert parts["audio"] == pytest.approx(expected_a.item(), rel=1e-5)
+    assert parts["visual"] == pytest.approx(expected_v.item(), rel=1e-5)
+    assert parts["global"] == pytest.approx(expected_g.item(), rel=1e-5)
+    assert parts["contrastive"] == pytest.approx(expected_c.item(), rel=1e-5)
+    assert total.item() == pytest.approx((expected_a + expected_v + expected_g + expected_c).item(), rel=1e-5)
+    # the switches: without loss4 / with the unaliased global target y
+    no_c = build(stage3_contrastive=False)
+    t, p = no_c.loss(out, batch, 1)
+    assert "contrastive" not in p and t.item() == pytest.approx((expected_a + expected_v + expected_g).item(), rel=1e-5)
+    plain = build(global_target_from_audio=False)
+    lg_y = torch.nn.functional.binary_cross_entropy(clamp(out.video), y)
+    assert plain.loss(out, batch, 1)[1]["global"] == pytest.approx(lg_y.item(), rel=1e-5)
+    assert lg_y.item() != pytest.approx(expected_g.item(), rel=1e-3)

@@ -2,10 +2,14 @@
 
     avvp-train --model han --preset valor++ --data data.h5 --out runs/NAME
                [--audio clap_tokens --visual clip,r2plus1d] [--labels weak|pseudo|refined]
-               [--epochs N] [--seed S] [--device auto] [--resume] [--set key=value ...]
+               [--epochs N] [--seed S] [--device auto] [--resume] [--init-from CKPT] [--set key=value ...]
+    avvp-train --preset cvcms --print-config          # the resolved settings as YAML, nothing trained
+    avvp-train --config runs/NAME/config.yaml --out runs/NAME2   # start from a written config
 
-The preset (default: the model's own, e.g. `han`) gives every setting; named flags and then `--set`
-overrides (`--set optim.lr=1e-4`, `--set model.options.layers=2`) change it. `--visual clip,r2plus1d`
+The preset (default: the model's own, e.g. `han`) or `--config` gives every setting; named flags and then
+`--set` overrides (`--set optim.lr=1e-4`, `--set model.options.layers=2`) change it. `--init-from`
+initialises the model with the weights of an avvp checkpoint (a run's best.pt, or one written by
+`avvp-convert-checkpoint`) to fine-tune it. `--visual clip,r2plus1d`
 means visual=clip, motion=r2plus1d; `--visual clip,none` trains without a 3D stream.
 """
 from __future__ import annotations
@@ -24,8 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avvp-train", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="registered model (han, mmpyr, ma, ...); default: the preset's")
     p.add_argument("--preset", help=f"named settings; default: the model name. Known: {', '.join(PRESETS.names())}")
-    p.add_argument("--data", required=True, help="store (.h5)")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--config", help="start from this config.yaml (as written into a run directory) instead of a preset")
+    p.add_argument("--data", help="store (.h5); required unless --print-config or given by --config")
+    p.add_argument("--out", help="run directory; required unless --print-config")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("--init-from", help="avvp checkpoint whose weights initialise the model (fine-tuning)")
     p.add_argument("--audio", help="audio feature name (/features/<name>)")
     p.add_argument("--visual", help="visual[,motion] feature names, e.g. clip,r2plus1d or resnet152,none")
     p.add_argument("--labels", choices=("weak", "pseudo", "refined"))
@@ -44,12 +51,22 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     import avvp.models  # noqa: F401  (models register their runners; other modules their presets)
     from avvp.train.data import parse_visual_arg
 
-    name = args.preset or args.model or "han"
-    cfg = preset(name)
+    if args.config:
+        from avvp.train.config import load_config
+
+        cfg = load_config(args.config)
+        if args.preset:
+            raise ValueError("--config and --preset both give the starting settings; pass one")
+    else:
+        cfg = preset(args.preset or args.model or "han")
     if args.model:
         cfg.model.name = args.model
-    cfg.data.store = args.data
-    cfg.train.out = args.out
+    if args.data:
+        cfg.data.store = args.data
+    if args.out:
+        cfg.train.out = args.out
+    if args.init_from:
+        cfg.train.init_from = args.init_from
     if args.audio:
         cfg.data.audio = args.audio
     if args.visual:
@@ -78,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         cfg = resolve_config(args)
+        if args.print_config:
+            import yaml
+
+            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            return 0
+        if not cfg.data.store or not cfg.train.out:
+            raise ValueError("--data and --out are required (or given by --config) unless --print-config")
         train(cfg, resume=args.resume)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, MissingTargetsError, StoreError) as exc:
         print(f"avvp-train: error: {exc}", file=sys.stderr)

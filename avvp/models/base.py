@@ -22,6 +22,10 @@ they depend on its options, overrides `required_inputs(options)`; the trainer lo
 building the batches (names of `avvp.train.labels.BATCH_INPUTS`):
     "teacher"  batch.teacher_audio / teacher_visual (B,10,K): teacher zero-shot logit > class threshold,
                WITHOUT the weak-label mask (/zeroshot/clap, /zeroshot/clip; LINK's PLSIM).
+    "stored_pseudo"  batch.stored_pseudo_audio / stored_pseudo_visual (B,10,K): the store's segment
+               pseudo-labels /pseudo/audio, /pseudo/visual as a model input in EVERY split (LINK's PLSIM
+               on a store of the released features, which has no zero-shot logits; those labels are
+               masked with each video's weak labels, so a val/test prediction then reads them).
 """
 from __future__ import annotations
 
@@ -49,6 +53,8 @@ class Batch:
     eiou: torch.Tensor | None = None
     teacher_audio: torch.Tensor | None = None
     teacher_visual: torch.Tensor | None = None
+    stored_pseudo_audio: torch.Tensor | None = None
+    stored_pseudo_visual: torch.Tensor | None = None
     text: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> "Batch":

@@ -25,9 +25,11 @@ HAN (1 layer, 1 head, d 512, ff 512, dropout 0.4) with two additions, each a swi
 
 Loss = BCE(global, a∪v) + BCE(a_prob, Pa) + BCE(v_prob, Pv) (+ 0.85·contrastive when epoch > 2), with
 label smoothing P = s·y + (1−s)/2: epochs ≤ 2 audio s=1.0, visual s=0.9; later both 1.0. The global
-target is the unsmoothed union. Labels are MA's modality-aware refined labels (/labels/refined_audio,
-/labels/refined_visual; preset `cvcms`) or the weak label for both modalities (`labels="weak"`, the
-"HAN + ..." rows). The contrastive pooling and targets use the unsmoothed labels (the reference
+target is the unsmoothed union. The labels are chosen by ONE setting, the trainer's `data.labels`
+(`--labels`): "refined" (preset `cvcms`) trains on MA's modality-aware labels (/labels/refined_audio,
+/labels/refined_visual, which the trainer then puts in every training batch); any other kind ("weak",
+the "HAN + ..." rows) trains on the weak label for both modalities. The model keeps no label choice of
+its own: it reads the refined labels exactly when the batch carries them. The contrastive pooling and targets use the unsmoothed labels (the reference
 binarises its smoothed labels, which equals this whenever the contrastive term is on).
 
 Model selection: the public code (GenjiB/CM-Co-Occurrence-AVVP) builds its "validation" loader from the
@@ -156,22 +158,14 @@ def smoothed(labels: torch.Tensor, s: float) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ labels
-def _refined_labels(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    if batch.refined_audio is None or batch.refined_visual is None:
-        raise ValueError(
-            "CVCMS with labels='refined' needs MA's /labels/refined_audio and /labels/refined_visual in the store "
-            "(run MA's label refinement first, or use labels='weak')"
-        )
-    return batch.refined_audio.float(), batch.refined_visual.float()
-
-
-def _weak_labels(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+def modality_labels(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(audio, visual) video-level labels: MA's refined labels when the batch has them (data.labels =
+    refined), else the weak label for both modalities."""
+    if (batch.refined_audio is None) != (batch.refined_visual is None):
+        raise ValueError("the batch has only one of refined_audio / refined_visual")
+    if batch.refined_audio is not None:
+        return batch.refined_audio.float(), batch.refined_visual.float()
     return batch.weak.float(), batch.weak.float()
-
-
-LABEL_SOURCES = Registry("CVCMS label source")
-LABEL_SOURCES.register("refined")(_refined_labels)
-LABEL_SOURCES.register("weak")(_weak_labels)
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -191,7 +185,6 @@ class CVCMSOptions:
     contrastive_weight: float = 0.85  # --delta
     temperature: float = 1.0  # --tmp
     init_epoch: int = 2  # contrastive on and late smoothing from epoch init_epoch + 1
-    labels: str = "refined"  # refined (MA) | weak
     early_audio_smoothing: float = 1.0  # --before_audio_smoothing
     early_visual_smoothing: float = 0.9  # --before_vis_smoothing
     audio_smoothing: float = 1.0
@@ -200,7 +193,6 @@ class CVCMSOptions:
 
     def __post_init__(self) -> None:
         CO_OCCURRENCE_MODES.get(self.co_occurrence)  # unknown names raise with the known list
-        LABEL_SOURCES.get(self.labels)
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
@@ -223,7 +215,6 @@ class CVCMS(ParsingModel):
         if mode is not None:
             # the class-token branch takes fc_prob's place: same input (B,10,2,d), same output (B,10,2,K)
             self.head.fc_prob = CoOccurrenceLogits(o.hidden, dims.num_classes, o.occ_dim, o.occ_dropout, mode)
-        self.label_source = LABEL_SOURCES.get(o.labels)
 
 
     def forward(self, batch: Batch) -> ModelOutput:
@@ -247,7 +238,7 @@ class CVCMS(ParsingModel):
 
     def labels_of_rows(self, out: ModelOutput, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio and visual labels of every row the forward pass ran (2B rows when augmented)."""
-        la, lv = self.label_source(batch)
+        la, lv = modality_labels(batch)
         if "partner" in out.extras:
             partner = out.extras["partner"]
             la, lv = torch.cat([la, la]), torch.cat([lv, lv[partner]])

@@ -24,16 +24,22 @@ Choices, each read in the reference code (jasongief/LEAP) unless marked otherwis
   (/pseudo/eiou in the store: either the paper's set IoU or the code's sigmoid(log(M/n))+0.01 variant,
   whichever avvp.pseudolabels wrote; the model takes it as given).
 - Video-level targets Pa/Pv = "class on in any segment" of the segment pseudo-labels, no smoothing.
-- Label embeddings: `label_source` = `clip` / `clap` (the store's /text/<name>, i.e. `Batch.text`), or
-  `glove:PATH` (a torch .pt mapping of the 25 LEAP phrases to vectors — the reference ships one — or a
-  GloVe .txt of word vectors, whose words are averaged per class phrase; how the reference combined
-  multi-word phrases is unverified, averaging is our choice). The embeddings are fixed; fc_l learns.
-  The preset uses `clip` because no GloVe file can ship with the package (Table 1 of the paper: CLIP
-  64.4/66.6/60.3 seg A/V/AV vs GloVe 63.7/67.0/61.3).
-- `label_scale` (default 1 = as given, not in the paper) multiplies the fixed table before fc_l. The store's
-  CLIP/CLAP rows are unit-norm (GloVe rows are not): at scale 1 the fc_l tokens are ~50x smaller than the
-  attention output they are added to, so the 25 tokens collapse to one vector (cos 0.999) and both heads
-  stay at the label prior for many epochs (docs/models/leap.md); the synthetic benchmark uses 100.
+- Label embeddings (`label_source`; the table is fixed, fc_l learns): `glove` (default) = the GloVe
+  6B 300-d rows LEAP ships (`glove/6B/300d/llp_label_glove_embeddings.pt`, 25 phrases in LLP order),
+  carried by this package as avvp/models/data/llp_label_glove_6B_300d.npy (provenance in the README
+  there), so `fc_l = Linear(300, d)` as in the reference AVVPNet; `glove:PATH` another table (a torch
+  .pt tensor / class → vector mapping, a .npy (K,D) array, or a GloVe .txt of word vectors whose words
+  are averaged per class phrase — averaging is our choice); `clip` / `clap` = the store's /text/<name>
+  rows (`Batch.text`; options, not the reference).
+- `label_scale` (default 1 = as given; in neither the paper nor the code) multiplies the fixed table
+  before fc_l. Kept only as a non-default option for the unit-norm CLIP/CLAP rows: at scale 1 their fc_l
+  tokens are ~50x smaller than the attention output they are added to, so the 25 tokens collapse to one
+  vector (cos 0.999) and both heads stay at the label prior for many epochs (docs/models/leap.md).
+  The GloVe rows (mean norm 6.15) do not need it.
+- L_avss target (`eiou`): "leap-code" (default, as the reference dataloader: computed per batch from the
+  segment pseudo-labels, sigmoid(log(M/n)) + 0.01, avvp.pseudolabels.eiou), "paper" (set IoU) or
+  "store" (the store's /pseudo/eiou as written by `avvp-pseudolabel`). Computing it from the batch
+  makes LEAP trainable on an `avvp-import` store, which has pseudo-labels but no EIoU.
 - Paper text says 20 epochs; the reference training script runs 30, which the preset follows.
 """
 from __future__ import annotations
@@ -64,6 +70,9 @@ LEAP_GLOVE_PHRASES: tuple[str, ...] = (
 )
 TEXT_SOURCES = ("clip", "clap")  # label_source values read from Batch.text
 GLOVE_PREFIX = "glove:"
+PACKAGE_GLOVE = "glove"  # the GloVe rows LEAP released, shipped in avvp/models/data
+PACKAGE_GLOVE_FILE = Path(__file__).resolve().parent / "data" / "llp_label_glove_6B_300d.npy"
+EIOU_TARGETS = ("leap-code", "paper", "store")
 
 
 # ------------------------------------------------------------------------------------------ labels
@@ -121,15 +130,41 @@ def _load_glove_txt(path: Path, num_classes: int) -> torch.Tensor:
     return torch.stack([torch.stack([vectors[w] for w in words]).mean(0) for words in phrases])
 
 
+def _load_glove_npy(path: Path, num_classes: int) -> torch.Tensor:
+    import numpy as np
+
+    table = torch.from_numpy(np.load(path, allow_pickle=False).astype("float32"))
+    if table.ndim != 2 or table.shape[0] != num_classes:
+        raise ValueError(f"{path}: expected a ({num_classes}, D) table, got {tuple(table.shape)}")
+    names = path.with_suffix(".classes.txt")
+    if names.is_file() and num_classes == len(LEAP_GLOVE_PHRASES):
+        listed = [line.strip() for line in names.read_text().splitlines() if line.strip()]
+        if [_normalise_name(n) for n in listed] != [_normalise_name(p) for p in LEAP_GLOVE_PHRASES]:
+            raise ValueError(f"{names}: the rows are not the LEAP phrases in LLP class order")
+    return table
+
+
 def load_glove_label_embeddings(path: str | Path, num_classes: int = len(LLP_CLASSES)) -> torch.Tensor:
-    """(K, D) label embeddings from a torch .pt file (tensor or class → vector mapping) or a GloVe .txt."""
+    """(K, D) label embeddings from a torch .pt file (tensor or class → vector mapping), a .npy (K, D)
+    array (with an optional <name>.classes.txt checked against the LEAP phrases) or a GloVe .txt."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GloVe label embeddings not found: {path}")
-    loaders = {".pt": _load_glove_pt, ".pth": _load_glove_pt, ".txt": _load_glove_txt}
+    loaders = {".pt": _load_glove_pt, ".pth": _load_glove_pt, ".npy": _load_glove_npy, ".txt": _load_glove_txt}
     if path.suffix not in loaders:
-        raise ValueError(f"{path}: label embeddings must be .pt/.pth (torch) or .txt (word vectors)")
+        raise ValueError(f"{path}: label embeddings must be .pt/.pth (torch), .npy (K,D) or .txt (word vectors)")
     return loaders[path.suffix](path, num_classes)
+
+
+def package_glove_embeddings(num_classes: int = len(LLP_CLASSES)) -> torch.Tensor:
+    """The (25, 300) GloVe rows LEAP released (avvp/models/data, see the README there)."""
+    if not PACKAGE_GLOVE_FILE.is_file():
+        raise FileNotFoundError(f"the package's GloVe label rows are missing ({PACKAGE_GLOVE_FILE}); "
+                                "reinstall avvp (they ship as package data)")
+    if num_classes != len(LLP_CLASSES):
+        raise ValueError(f"label_source 'glove' holds the {len(LLP_CLASSES)} LLP classes, the store has "
+                         f"{num_classes}; use label_source='glove:PATH' with a ({num_classes}, D) table")
+    return _load_glove_npy(PACKAGE_GLOVE_FILE, num_classes)
 
 
 class LabelEmbeddings(nn.Module):
@@ -139,8 +174,9 @@ class LabelEmbeddings(nn.Module):
         super().__init__()
         self.source = source
         self.scale = float(scale)
-        if source.startswith(GLOVE_PREFIX):
-            table = load_glove_label_embeddings(source[len(GLOVE_PREFIX):], dims.num_classes)
+        if source == PACKAGE_GLOVE or source.startswith(GLOVE_PREFIX):
+            table = (package_glove_embeddings(dims.num_classes) if source == PACKAGE_GLOVE
+                     else load_glove_label_embeddings(source[len(GLOVE_PREFIX):], dims.num_classes))
             self.register_buffer("table", table, persistent=True)
             in_dim = table.shape[1]
         elif source in TEXT_SOURCES:
@@ -148,12 +184,14 @@ class LabelEmbeddings(nn.Module):
             if source not in text_dims:
                 raise ValueError(
                     f"label_source {source!r} needs /text/{source} in the store; it has: "
-                    f"{', '.join(text_dims) or 'no text embeddings'}"
+                    f"{', '.join(text_dims) or 'no text embeddings'} (a store made by avvp-import from the "
+                    f"released features has none). Fix: use label_source=glove (LEAP's GloVe rows, shipped with "
+                    f"avvp: --set model.options.label_source=glove), or write /text/{source} with avvp-extract"
                 )
             self.table = None
             in_dim = text_dims[source]
         else:
-            raise ValueError(f"label_source must be one of {TEXT_SOURCES} or 'glove:PATH', got {source!r}")
+            raise ValueError(f"label_source must be 'glove', 'glove:PATH' or one of {TEXT_SOURCES}, got {source!r}")
         self.fc_l = nn.Linear(in_dim, hidden)
 
     def forward(self, batch: Batch) -> torch.Tensor:
@@ -251,8 +289,9 @@ class LeapOptions:
     """LEAP's switches (paper Tables 1-2) and sizes. Defaults = the reference run script."""
 
     encoder: str = "mmpyr"  # "mmpyr" (paper default) | "han"; see LEAP_ENCODERS
-    label_source: str = "clip"  # "clip" | "clap" | "glove:PATH"
-    label_scale: float = 1.0  # factor on the fixed label-embedding table before fc_l (1 = as given)
+    label_source: str = "glove"  # "glove" (LEAP's released rows, packaged) | "glove:PATH" | "clip" | "clap"
+    label_scale: float = 1.0  # non-default option: factor on the fixed table before fc_l (1 = as given)
+    eiou: str = "leap-code"  # L_avss target: "leap-code" | "paper" (from the batch's pseudo-labels) | "store"
     blocks: int = 2  # N LEAP blocks per modality, Table 1: {1, 2, 4}
     avss: bool = True  # L_avss on/off (Table 2)
     avss_weight: float = 1.0  # λ
@@ -276,6 +315,8 @@ class LeapOptions:
             raise ValueError(f"blocks must be >= 1, got {self.blocks}")
         if not self.label_scale > 0:
             raise ValueError(f"label_scale must be > 0, got {self.label_scale}")
+        if self.eiou not in EIOU_TARGETS:
+            raise ValueError(f"eiou must be one of {EIOU_TARGETS}, got {self.eiou!r}")
 
 
 EncoderFactory = Callable[[LeapOptions], nn.Module]
@@ -340,6 +381,19 @@ class LeapModel(ParsingModel):
         )
 
 
+    def eiou_target(self, batch: Batch) -> torch.Tensor:
+        """(B,10,10) L_avss target per `options.eiou` (module docstring)."""
+        if self.options.eiou == "store":
+            if batch.eiou is None:
+                raise ValueError("LEAP with eiou='store' needs /pseudo/eiou in the store (run avvp-pseudolabel), "
+                                 "or use eiou='leap-code' (computed from the pseudo-labels, as the reference)")
+            return batch.eiou
+        from avvp.pseudolabels.eiou import compute_eiou
+
+        pa = batch.pseudo_audio.detach().cpu().numpy()
+        pv = batch.pseudo_visual.detach().cpu().numpy()
+        return torch.from_numpy(compute_eiou(pa, pv, self.options.eiou)).to(batch.pseudo_audio.device)
+
     def loss(self, out: ModelOutput, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
         if batch.pseudo_audio is None or batch.pseudo_visual is None:
             raise ValueError("LEAP trains on segment pseudo-labels: the store needs /pseudo/audio and /pseudo/visual")
@@ -357,9 +411,7 @@ class LeapModel(ParsingModel):
         total = parts["bce_audio"] + parts["bce_visual"] + parts["bce_global"]
         total = total + self.options.segment_weight * (parts["bce_seg_audio"] + parts["bce_seg_visual"])
         if self.options.avss:
-            if batch.eiou is None:
-                raise ValueError("LEAP's avss loss needs /pseudo/eiou in the store (or set avss=False)")
-            parts["avss"] = avss_loss(out.extras["audio_encoded"], out.extras["visual_encoded"], batch.eiou)
+            parts["avss"] = avss_loss(out.extras["audio_encoded"], out.extras["visual_encoded"], self.eiou_target(batch))
             total = total + self.options.avss_weight * parts["avss"]
         return total, {name: float(value.detach()) for name, value in parts.items()}
 
@@ -369,13 +421,11 @@ class LeapModel(ParsingModel):
 def leap_preset() -> ExperimentConfig:
     """LEAP (run_leap_train.sh): MM-Pyr encoder + 2 LEAP blocks, L_avss weight 1, VALOR pseudo-labels;
     Adam 1e-4, StepLR(10, 0.1), 30 epochs, batch 32, seed 1, selection best val seg Type@AV (`>=`).
-    Not in the paper: `label_scale=100`, because the default label source (the store's unit-norm CLIP
-    text rows, where the paper used GloVe) collapses the 25 label tokens at scale 1 and training stalls
-    (measured on the synthetic store: 31.9 -> 90.9 test seg Type@AV; docs/models/leap.md)."""
+    Label embeddings: LEAP's released GloVe rows (packaged), EIoU as the reference code computes it."""
     return ExperimentConfig(
         preset="leap",
         data=DataConfig(audio="vggish", visual="resnet152", motion="r2plus1d", labels="pseudo"),
-        model=ModelConfig("leap", {"label_scale": 100.0}),
+        model=ModelConfig("leap", {"label_source": "glove", "eiou": "leap-code"}),
         optim=OptimConfig(optimizer="adam", lr=1e-4, schedule="steplr", step=10, gamma=0.1, epochs=30, batch_size=32),
         train=TrainConfig(seed=1, select=">=", gate="global"),
     )

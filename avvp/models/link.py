@@ -65,6 +65,7 @@ POSITIONS = ("pre_encoder", "post_encoder")
 PLSIM_POOLS = ("mean", "sum")
 AVSS_WEIGHTINGS = ("piecewise", "uniform")
 AVSS_TARGETS = ("iou", "store")
+PLSIM_TEXT_SOURCES = ("store", "glove")
 SIM_LOW = -0.2  # Eq. 11 piece boundary
 
 
@@ -89,14 +90,18 @@ class LINKOptions:
     avss_target: str = "iou"
     sloss_detach_weight: bool = True
     mu_init: float = 0.0
-    plsim_labels: str = "unmasked"
+    freeze_mu: bool = False  # μ fixed at mu_init (a buffer, not trained): keeps λ away from the μ → 1 collapse
+    plsim_labels: str = "unmasked"  # "unmasked" (paper) | "masked" (train-only ablation) | "stored" (releases)
     plsim_pool: str = "mean"
+    plsim_text: str = "store"  # "store": /text/clap (audio), /text/clip (visual) | "glove": packaged GloVe rows
 
     def __post_init__(self) -> None:
         for name, allowed in (("position", POSITIONS), ("plsim_pool", PLSIM_POOLS),
                               ("avss_weighting", AVSS_WEIGHTINGS), ("avss_target", AVSS_TARGETS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.plsim_text not in PLSIM_TEXT_SOURCES:
+            raise ValueError(f"plsim_text must be one of {PLSIM_TEXT_SOURCES}, got {self.plsim_text!r}")
         if self.plsim_labels not in PLSIM_LABEL_SOURCES:
             raise ValueError(f"plsim_labels must be one of {PLSIM_LABEL_SOURCES.names()}, got {self.plsim_labels!r}")
         if self.tsam_spatial_kernel % 2 == 0:
@@ -162,9 +167,20 @@ def _masked_labels(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     return batch.pseudo_audio, batch.pseudo_visual
 
 
+def _stored_labels(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    pa, pv = batch.stored_pseudo_audio, batch.stored_pseudo_visual
+    if pa is None or pv is None:
+        raise ValueError("LINK PLSIM with plsim_labels='stored' needs batch.stored_pseudo_audio / stored_pseudo_visual "
+                         "(the trainer loads the store's /pseudo/audio|visual for every split as the input "
+                         "'stored_pseudo')")
+    return pa, pv
+
+
 PLSIM_LABEL_SOURCES: Registry = Registry("PLSIM label source")
 PLSIM_LABEL_SOURCES.register("unmasked")(_unmasked_labels)
 PLSIM_LABEL_SOURCES.register("masked")(_masked_labels)
+PLSIM_LABEL_SOURCES.register("stored")(_stored_labels)
+PLSIM_INPUTS = {"unmasked": ("teacher",), "masked": (), "stored": ("stored_pseudo",)}
 
 
 def label_text_features(labels: torch.Tensor, text: torch.Tensor, pool: str) -> torch.Tensor:
@@ -242,18 +258,32 @@ class LINK(ParsingModel):
             if config.cmim:
                 self.cmim = CMIM(d, config.cmim_scaled, config.cmim_init)
         if config.plsim:
-            text = dict(dims.text_dims)
-            if "clap" not in text or "clip" not in text:
-                raise ValueError(f"LINK PLSIM needs /text/clap and /text/clip in the store; it has {sorted(text)}")
+            if config.plsim_text == "glove":
+                from avvp.models.leap import package_glove_embeddings
+
+                self.register_buffer("plsim_glove", package_glove_embeddings(dims.num_classes), persistent=True)
+                text = {"clap": self.plsim_glove.shape[1], "clip": self.plsim_glove.shape[1]}
+            else:
+                text = dict(dims.text_dims)
+                if "clap" not in text or "clip" not in text:
+                    raise ValueError(
+                        f"LINK PLSIM needs /text/clap and /text/clip in the store; it has {sorted(text) or 'none'} "
+                        "(a store made by avvp-import from the released features has none). Fix: write them with "
+                        "avvp-extract, or use the packaged GloVe label rows (--set model.options.plsim_text=glove; "
+                        "preset link-release), or train without PLSIM (model.options.plsim=false)")
             self.plsim_module = PLSIM(text["clap"], text["clip"], d, config.plsim_pool)
         if config.sloss and config.avss_weighting == "piecewise":
-            self.mu = nn.Parameter(torch.tensor(float(config.mu_init)))
+            if config.freeze_mu:
+                self.register_buffer("mu", torch.tensor(float(config.mu_init)), persistent=True)
+            else:
+                self.mu = nn.Parameter(torch.tensor(float(config.mu_init)))
 
     @classmethod
     def required_inputs(cls, options: LINKOptions | Mapping[str, Any]) -> tuple[str, ...]:
-        """PLSIM with unmasked labels reads batch.teacher_audio / teacher_visual (trainer input "teacher")."""
+        """PLSIM with unmasked labels reads batch.teacher_audio / teacher_visual (trainer input "teacher"),
+        with stored labels batch.stored_pseudo_* (input "stored_pseudo")."""
         o = options_from_mapping(LINKOptions, options)
-        return ("teacher",) if o.plsim and o.plsim_labels == "unmasked" else ()
+        return PLSIM_INPUTS[o.plsim_labels] if o.plsim else ()
 
 
     def _link_modules(self, a: torch.Tensor, v: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,10 +292,14 @@ class LINK(ParsingModel):
             if self.options.cmim:
                 a, v = self.cmim(a, v)
         if self.options.plsim:
-            if "clap" not in batch.text or "clip" not in batch.text:
-                raise ValueError("LINK PLSIM needs batch.text['clap'] and batch.text['clip']")
             la, lv = PLSIM_LABEL_SOURCES.get(self.options.plsim_labels)(batch)
-            a, v = self.plsim_module(a, v, la, lv, batch.text["clap"], batch.text["clip"])
+            if self.options.plsim_text == "glove":
+                text_a = text_v = self.plsim_glove
+            else:
+                if "clap" not in batch.text or "clip" not in batch.text:
+                    raise ValueError("LINK PLSIM needs batch.text['clap'] and batch.text['clip']")
+                text_a, text_v = batch.text["clap"], batch.text["clip"]
+            a, v = self.plsim_module(a, v, la, lv, text_a, text_v)
         return a, v
 
     def forward(self, batch: Batch) -> ModelOutput:
@@ -326,3 +360,16 @@ def link_preset() -> ExperimentConfig:
                           schedule="warmup_cosine", warmup=10, grad_clip=1.0, epochs=60, batch_size=64),
         train=TrainConfig(seed=87, select=">", gate="global"),
     )
+
+
+@PRESETS.register("link-release")
+def link_release_preset() -> ExperimentConfig:
+    """LINK trainable on a store of the RELEASED features (`avvp-import`: no zero-shot logits, no text rows):
+    the `link` preset with PLSIM fed by the stored (released, weak-label-masked) segment pseudo-labels in
+    every split (`plsim_labels=stored`) and by the packaged GloVe label rows instead of the CLAP/CLIP text
+    rows (`plsim_text=glove`). Not the paper's PLSIM: val/test predictions read labels masked by the
+    evaluated videos' weak labels (docs/models/link.md)."""
+    cfg = link_preset()
+    cfg.preset = "link-release"
+    cfg.model.options = {"plsim_labels": "stored", "plsim_text": "glove"}
+    return cfg

@@ -13,9 +13,15 @@ keeping the LAST model:
    when both probabilities under (other audio, own visual) are < 0.5·v_class[c], and from the AUDIO label
    when both probabilities under (own audio, other visual) are < 0.5·a_class[c]. The refined (N,K) uint8
    labels are written to the store as /labels/refined_audio and /labels/refined_visual.
-3. retrain from scratch on refined labels: Pa = refined audio; Pv = 0.9y + 0.05 with removed visual
-   classes set to 0; the global target is Pa when `global_target_from_audio` (the reference's aliasing
-   quirk: `pa` aliases the label tensor, so audio removals also leave the global target), else y.
+3. retrain from scratch on refined labels (official step3_retrain/main_avvp.py `train()`:
+   `loss = loss1 + loss2 + loss3 + loss4`):
+       loss1 = BCE(a_prob, Pa)   Pa = refined audio label
+       loss2 = BCE(v_prob, Pv)   Pv = 0.9y + 0.05 with the removed visual classes set to 0
+       loss3 = BCE(global, target)   target = Pa when `global_target_from_audio` (the reference's
+               aliasing: its dataloader does `pa = label` and then zeroes pa[c] in place, so audio
+               removals also leave the global target), else y
+       loss4 = the stage-1 contrastive term (same LabelSmoothingLoss(10, 0.1) on the same sims / 0.2),
+               on unless `stage3_contrastive=False`.
 
 `avvp-train --model ma` runs the three stages (out/stage1, out/stage3, labels written in between);
 `--set model.options.stage=1|2|3` runs one (stage 2 reads out/stage1/last.pt).
@@ -43,17 +49,24 @@ def label_smoothed_ce(logits: torch.Tensor, target: torch.Tensor, smoothing: flo
     return (-dist * logp).sum(dim=-1).mean()
 
 
+def ma_contrastive_loss(model: "MA", out: ModelOutput) -> torch.Tensor:
+    """MA's audio→visual-segment contrastive term (stages 1 and 3): audio segment t after HAN (L2-normed)
+    classified among the 10 pre-HAN visual segments of its video (L2-normed, cosine / temperature) with
+    target t, by `label_smoothed_ce`."""
+    audio = F.normalize(out.extras["audio_enc"], p=2, dim=-1)  # after HAN
+    visual = F.normalize(out.extras["visual_in"], p=2, dim=-1)  # before HAN
+    sims = (audio @ visual.transpose(1, 2) / model.options.temperature).reshape(-1, audio.shape[1])
+    target = torch.arange(audio.shape[1], device=sims.device).repeat(audio.shape[0])
+    return label_smoothed_ce(sims, target, model.options.contrastive_smoothing)
+
+
 @MMIL_LOSSES.register("ma_base")
 def ma_base_loss(model: "MA", out: ModelOutput, batch: Batch, epoch: int):
     y = batch.weak
     la = bce(out.audio_video, y)
     lv = bce(out.visual_video, visual_smoothing_target(y, model.visual_smoothing))
     lg = bce(out.video, y)
-    audio = F.normalize(out.extras["audio_enc"], p=2, dim=-1)  # after HAN
-    visual = F.normalize(out.extras["visual_in"], p=2, dim=-1)  # before HAN
-    sims = (audio @ visual.transpose(1, 2) / model.options.temperature).reshape(-1, audio.shape[1])
-    target = torch.arange(audio.shape[1], device=sims.device).repeat(audio.shape[0])
-    lc = label_smoothed_ce(sims, target, model.options.contrastive_smoothing)
+    lc = ma_contrastive_loss(model, out)
     return la + lv + lg + lc, {"audio": la.item(), "visual": lv.item(), "global": lg.item(), "contrastive": lc.item()}
 
 
@@ -70,7 +83,13 @@ def ma_refined_loss(model: "MA", out: ModelOutput, batch: Batch, epoch: int):
     la = bce(out.audio_video, pa)
     lv = bce(out.visual_video, pv)
     lg = bce(out.video, target)
-    return la + lv + lg, {"audio": la.item(), "visual": lv.item(), "global": lg.item()}
+    parts = {"audio": la.item(), "visual": lv.item(), "global": lg.item()}
+    total = la + lv + lg
+    if model.options.stage3_contrastive:  # loss4 of the official step 3
+        lc = ma_contrastive_loss(model, out)
+        parts["contrastive"] = lc.item()
+        total = total + lc
+    return total, parts
 
 
 STAGE_LOSSES = {1: "ma_base", 3: "ma_refined"}
@@ -88,6 +107,7 @@ class MAOptions:
     temperature: float = 0.2
     contrastive_smoothing: float = 0.1
     global_target_from_audio: bool = True
+    stage3_contrastive: bool = True  # official step 3 keeps the stage-1 contrastive term (loss4)
     refine_ratio: float = 0.5  # the 0.5 of "< 0.5·class error ratio"
     partner_seed: int = 0
 
@@ -162,7 +182,7 @@ def refine_labels(model: MA, batches: Sequence[Batch], weak: np.ndarray, partner
     return refined_a, refined_v, stats
 
 
-__all__ = ["MA", "MAOptions", "pick_partners", "refine_labels", "label_smoothed_ce"]
+__all__ = ["MA", "MAOptions", "pick_partners", "refine_labels", "label_smoothed_ce", "ma_contrastive_loss"]
 
 
 # ------------------------------------------------------------------------------------ the pipeline

@@ -15,9 +15,14 @@ Encoder (reference-methods §3, read in JustinYuu/MM_Pyramid nets/MPAM.py, nets/
 `MMPyramidEncoder` is usable on its own (LEAP uses it): forward(audio, visual) → (audio_out,
 visual_out), each (B,10,d).
 
-Reference quirk: the official AVVPNet stacks the outputs as [visual_out, audio_out], so the stream that
-entered as VISUAL feeds the "audio" predictions (index 0) in loss and evaluation. `reference_output_order`
-reproduces that; the default (False) keeps audio predictions on the audio stream, as the paper describes.
+Output order (official JustinYuu/MM_Pyramid main_network.py `AVVPNet.forward`):
+    v_o, a_o = self.MMP(f_v, f_a)
+    x = torch.cat([v_o.unsqueeze(-2), a_o.unsqueeze(-2)], dim=-2)
+so index 0 of the MMIL head ("audio": a_prob, frame_prob[:, :, 0], the unsmoothed target of HAN's loss)
+is fed by the stream that entered as VISUAL, and index 1 (v_prob, the 0.9y + 0.05 target) by the audio
+stream. `reference_output_order = True` (the preset's default) reproduces that, so official weights give
+the official outputs; False puts the audio predictions on the audio stream, as the paper describes (a
+documented option, not the reference).
 """
 from __future__ import annotations
 
@@ -168,7 +173,9 @@ class MMPyramidEncoder(nn.Module):
 class MMPyramidOptions(MMPyramidEncoderOptions):
     loss: str = "han"  # same loss and visual smoothing as HAN
     visual_smoothing: float = 0.9
-    reference_output_order: bool = False  # True: audio predictions from the visual stream (official quirk)
+    # True (reference): the visual stream feeds index 0 (a_prob, audio segments), as the official AVVPNet
+    # stacks [v_o, a_o]; False: audio predictions from the audio stream (the paper's description)
+    reference_output_order: bool = True
 
 
 @MODELS.register("mmpyr")

@@ -72,6 +72,7 @@ class TrainConfig:
     select: str = ">="  # see module docstring
     threads: int = 0  # torch intra-op threads; 0 = torch default
     progress: bool = True  # tqdm bar per epoch
+    init_from: str = ""  # avvp checkpoint (trained or converted) whose weights initialise the model (fine-tuning)
 
 
 @dataclass

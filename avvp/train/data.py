@@ -94,7 +94,8 @@ class SplitData:
             pseudo_audio=_take(t.pseudo_audio, idx), pseudo_visual=_take(t.pseudo_visual, idx),
             refined_audio=_take(t.refined_audio, idx), refined_visual=_take(t.refined_visual, idx),
             eiou=_take(t.eiou, idx), teacher_audio=_take(t.teacher_audio, idx),
-            teacher_visual=_take(t.teacher_visual, idx), text=self.text,
+            teacher_visual=_take(t.teacher_visual, idx), stored_pseudo_audio=_take(t.stored_pseudo_audio, idx),
+            stored_pseudo_visual=_take(t.stored_pseudo_visual, idx), text=self.text,
         )
 
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,

@@ -45,6 +45,8 @@ class Targets:
     refined_visual: torch.Tensor | None = None
     teacher_audio: torch.Tensor | None = None  # (N,10,K) float32, unmasked teacher labels ("teacher" input)
     teacher_visual: torch.Tensor | None = None
+    stored_pseudo_audio: torch.Tensor | None = None  # (N,10,K) float32 ("stored_pseudo" input)
+    stored_pseudo_visual: torch.Tensor | None = None
 
 
 def _read_all(store: Store, path: str, ids: Sequence[str], producer: str) -> torch.Tensor:
@@ -134,6 +136,14 @@ def unmasked_teacher_labels(store: Store, ids: Sequence[str], modality: str) -> 
 def _teacher(store: Store, ids: Sequence[str], t: Targets) -> Targets:
     t.teacher_audio = torch.from_numpy(unmasked_teacher_labels(store, ids, "audio").astype(np.float32))
     t.teacher_visual = torch.from_numpy(unmasked_teacher_labels(store, ids, "visual").astype(np.float32))
+    return t
+
+
+@BATCH_INPUTS.register("stored_pseudo")
+def _stored_pseudo(store: Store, ids: Sequence[str], t: Targets) -> Targets:
+    hint = PSEUDO_HINT + " (or import VALOR's released segment pseudo-labels with `avvp-import --valor`)"
+    t.stored_pseudo_audio = _read_all(store, "pseudo/audio", ids, hint)
+    t.stored_pseudo_visual = _read_all(store, "pseudo/visual", ids, hint)
     return t
 
 

@@ -139,6 +139,27 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     return model.to(device).eval(), ckpt
 
 
+def init_weights(model: ParsingModel, model_name: str, path: str | os.PathLike) -> None:
+    """Fine-tuning start: copy the weights of an avvp checkpoint (best.pt/last.pt of a run, or one written
+    by `avvp-convert-checkpoint`) into `model`; the model name, every key and every shape must agree."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"--init-from {path}: not an avvp checkpoint (no 'model' weights); convert an official "
+                         "checkpoint with avvp-convert-checkpoint first")
+    name = ckpt.get("model_name", (ckpt.get("config") or {}).get("model", {}).get("name"))
+    if name is not None and name != model_name:
+        raise ValueError(f"--init-from {path}: a {name!r} checkpoint cannot initialise a {model_name!r} model")
+    theirs, ours = ckpt["model"], model.state_dict()
+    missing = sorted(set(ours) - set(theirs))
+    unexpected = sorted(set(theirs) - set(ours))
+    misshaped = sorted(f"{k} {tuple(theirs[k].shape)} vs {tuple(ours[k].shape)}" for k in set(ours) & set(theirs)
+                       if tuple(theirs[k].shape) != tuple(ours[k].shape))
+    if missing or unexpected or misshaped:
+        raise ValueError(f"--init-from {path} does not fit the configured model (are the features/options the "
+                         f"checkpoint's?): missing {missing[:10]}, unexpected {unexpected[:10]}, mis-shaped {misshaped[:10]}")
+    model.load_state_dict(theirs)
+
+
 # -------------------------------------------------------------------------------------- results
 @dataclass
 class FitResult:
@@ -182,6 +203,8 @@ class Trainer:
     def _build(self) -> tuple[ParsingModel, torch.optim.Optimizer]:
         seed_everything(self.cfg.train.seed, self.cfg.train.deterministic)
         model = build_model(self.cfg.model.name, self.cfg.model.options, self.dims).to(self.device)
+        if self.cfg.train.init_from:
+            init_weights(model, self.cfg.model.name, self.cfg.train.init_from)
         optimizer = OPTIMIZERS.get(self.cfg.optim.optimizer)(model.parameters(), self.cfg.optim)
         return model, optimizer
 
