@@ -21,9 +21,9 @@ Implementation choices, each pinned by a test:
   the [0, 1] image, no rounding to uint8. We do exactly that (`F.interpolate(..., antialias=False)`),
   on the CPU. Option `antialias=True` gives the antialiased variant (what torchvision ≥0.17 does by
   default) for users who prefer it; it does not reproduce VALOR's numbers.
-- Text embeddings are computed in fp32 without autocast. Image features are normalised and scored in
-  fp32 (under precision "auto" on CUDA the image tower itself runs in bf16 autocast; use precision
-  "fp32" for reference-exact scores near the thresholds).
+- Text embeddings are always computed in exact fp32 (their `precision` attribute says "fp32"). Image
+  features are normalised and scored in fp32; the image tower runs in bf16/fp16 autocast only with
+  `--precision bf16`/`fp16` (default fp32: reference-exact scores near the pseudo-label thresholds).
 
 Weights: open_clip's pretrained file for (model, tag) — from `--weights-dir` as
 `<model>-<tag>.safetensors` (or .bin/.pt/.pth with the same stem; e.g. the `open_clip_model.safetensors`
@@ -51,6 +51,7 @@ from avvp.extract.backbones.weights import (
     check_options,
     check_weights_mode,
     chunked,
+    exact_fp32,
     resolve_weights_file,
     seeded_init,
     torch_device,
@@ -202,7 +203,7 @@ class ClipBackbone(Backbone):
 
             model = self.load_model()
             tokens = open_clip.get_tokenizer(self.model_name)(list(self.prompts)).to(self.device)
-            with torch.inference_mode():
+            with torch.inference_mode(), exact_fp32(self.device):
                 text = model.encode_text(tokens).float()
                 text = torch.nn.functional.normalize(text, dim=-1)
                 self._logit_scale = float(model.logit_scale.float().exp().item())
@@ -212,7 +213,7 @@ class ClipBackbone(Backbone):
     def dataset_arrays(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         text, scale = self.text_embeddings()
         attrs = {**self._common_attrs(), "backbone": self.name, "weights": self.weights_id(),
-                 "random_weights": bool(self.random_weights), "layout": "class x dim",
+                 "random_weights": bool(self.random_weights), "precision": "fp32", "layout": "class x dim",
                  "prompts": list(self.prompts), "classes": list(LLP_CLASSES), "logit_scale": scale,
                  "normalized": "l2"}
         return {"text/clip": (text, attrs)}
