@@ -221,18 +221,21 @@ def test_resnet152_channels_last_within_1e5_of_plain_forward():
 
 
 # ------------------------------------------------------------------------------ prefetch
-def test_prefetch_store_equals_no_prefetch(clips, tmp_path):
+def test_prefetch_and_parallel_decode_store_equals_plain_loop(clips, tmp_path):
+    # (videos per batch, prefetch depth, parallel decodes); each compared with the plain loop of its batch size
+    # (the batch size itself may move the last bits of a forward, so it is held fixed in each comparison)
+    runs = [(1, 0, 1), (1, 1, 1), (1, 3, 1), (2, 0, 1), (2, 2, 2)]
     stores = {}
-    for depth in (0, 1, 3):
-        cfg = ExtractionConfig(backbones=("vggish",), weights="random", device="cpu", batch_videos=1,
-                               prefetch_batches=depth)
-        summary = run_local(clips, cfg, str(tmp_path / f"p{depth}.h5"), progress=False)
+    for batch, depth, workers in runs:
+        cfg = ExtractionConfig(backbones=("vggish",), weights="random", device="cpu", batch_videos=batch,
+                               prefetch_batches=depth, decode_workers=workers)
+        path = tmp_path / f"b{batch}p{depth}w{workers}.h5"
+        summary = run_local(clips, cfg, str(path), progress=False)
         assert (summary.done, summary.failed) == (3, 1)
-        stores[depth] = store_contents(tmp_path / f"p{depth}.h5")
-    base = stores[0]
-    assert base["failures"] and base["failures"][0][0] == "zero"
-    for depth in (1, 3):
-        got = stores[depth]
+        stores[batch, depth, workers] = store_contents(path)
+    for batch, depth, workers in runs:
+        base, got = stores[batch, 0, 1], stores[batch, depth, workers]
+        assert base["failures"] and base["failures"][0][0] == "zero"
         assert got["ids"] == base["ids"] and got["failures"] == base["failures"]
         assert set(got) == set(base)
         for name in base:

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="videos per backbone forward")
     p.add_argument("--prefetch", type=int, default=1,
                    help="local executor: batches decoded ahead while the current one runs (0 = off; default 1)")
+    p.add_argument("--decode-workers", type=int, default=1,
+                   help="local executor: videos of a batch decoded in parallel (default 1; GPU machines: CPU cores)")
     p.add_argument("--clip-model", default=None, help="open_clip model name (default ViT-L-14, as VALOR)")
     p.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag (default openai)")
     p.add_argument("--clap-ckpt", default=None, help="laion_clap checkpoint name or path (default 630k-fusion-best.pt)")
@@ -70,6 +72,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         window=args.window,
         batch_videos=args.batch_size,
         prefetch_batches=args.prefetch,
+        decode_workers=args.decode_workers,
         backbone_options=tuple(options),
     )
 

@@ -37,6 +37,7 @@ class ExtractionConfig:
     window: float = 10.0
     batch_videos: int = 4  # videos per backbone forward
     prefetch_batches: int = 1  # local executor: batches decoded ahead of the forward (0 = no prefetch thread)
+    decode_workers: int = 1  # local executor: videos of a batch decoded in parallel (ffmpeg processes)
     backbone_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (("clip", (("model","ViT-B-32"),)),)
 
     def options_for(self, name: str) -> tuple[tuple[str, Any], ...]:

@@ -6,7 +6,9 @@ Decoding of the next batch overlaps the forward of the current one: a prefetch t
 `cfg.prefetch_batches` batches ahead into a bounded queue (0 = decode in the loop, no thread). Decoding
 is an ffmpeg child process per video, so the thread mostly waits on pipes without the GIL while torch
 computes. Memory stays flat: at most `prefetch_batches` decoded batches wait, one is being decoded, one
-is in the forward. Results are written in job order, so the store is the same with or without prefetch.
+is in the forward. With `cfg.decode_workers` > 1 the videos of a batch are decoded by that many threads
+in parallel (for GPU machines, where one decoder cannot feed the model). Results are written in job
+order, so the store is the same with or without prefetch and parallel decoding.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import queue
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -117,8 +120,13 @@ def run_local(
     sink = StoreSink(out, backbones)
     batches = [todo[start : start + cfg.batch_videos] for start in range(0, len(todo), cfg.batch_videos)]
 
+    pool = ThreadPoolExecutor(cfg.decode_workers, thread_name_prefix="avvp-decode") if cfg.decode_workers > 1 else None
+
     def decode(batch):
-        return [decode_job(job, cfg, need) for job, need in batch]
+        # each decode is an ffmpeg child process, so threads decode videos of a batch in parallel; map keeps order
+        if pool is None:
+            return [decode_job(job, cfg, need) for job, need in batch]
+        return list(pool.map(lambda item: decode_job(item[0], cfg, item[1]), batch))
 
     try:
         sink.write_dataset_arrays()
@@ -139,6 +147,8 @@ def run_local(
                 t_wait = time.perf_counter()
     finally:
         sink.close()
+        if pool is not None:
+            pool.shutdown(wait=True)
     summary.done, summary.failed = sink.done, sink.failed
     summary.seconds = time.perf_counter() - t_start
     return summary
