@@ -618,13 +618,14 @@ def main() -> None:
     ap.add_argument("--size", default="320x240", help="clip size WxH for the speed tables")
     ap.add_argument("--precisions", default="fp32,bf16", help="end-to-end precisions of our side (default fp32,bf16)")
     ap.add_argument("--skip-decode", action="store_true", help="skip the decode+preprocess table")
+    ap.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end table")
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     args = ap.parse_args()
 
     n_clips = args.clips or (2 if args.quick else 4)
-    e2e = csv_list(args.backbones) if args.backbones else (["vggish", "r2plus1d"] if args.quick else list(DEFAULT_E2E))
+    e2e = [] if args.skip_e2e else csv_list(args.backbones) if args.backbones else (["vggish", "r2plus1d"] if args.quick else list(DEFAULT_E2E))
     dec = csv_list(args.decode_backbones)
     ray_set = csv_list(args.ray_backbones) if args.ray_backbones else (["vggish"] if args.quick else ["vggish", "r2plus1d"])
     rss_counts = [int(x) for x in csv_list(args.rss_clips or ("10,50" if args.quick else "10,100"))]
