@@ -286,3 +286,18 @@ def test_prefetched_order_errors_and_bound():
     time.sleep(0.05)
     assert threading.active_count() <= before
     assert len(started) - n_started <= 3 + 1 + 1  # items 0..2, one queued, one in progress: not all 100
+
+
+def test_clip_bf16_close_to_fp32_and_attention_inputs_fixed():
+    from avvp.extract.backbones.clip import ClipBackbone
+
+    rng = np.random.default_rng(6)
+    images = torch.from_numpy(rng.standard_normal((2, 3, 224, 224)).astype(np.float32))
+    cfg = BackboneConfig(weights="random").with_options(model="ViT-B-32")
+    fp32, bf16 = ClipBackbone(cfg), ClipBackbone(dataclasses.replace(cfg, precision="bf16"))
+    hooked = [m for m in bf16.load_model().modules() if isinstance(m, torch.nn.MultiheadAttention) and m._forward_pre_hooks]
+    assert hooked and not any(m._forward_pre_hooks for m in fp32.load_model().modules()
+                              if isinstance(m, torch.nn.MultiheadAttention))
+    a, b = fp32.embed(images).numpy(), bf16.embed(images).numpy()
+    assert not np.array_equal(a, b)
+    assert cosine_rows(a, b).min() >= 0.999

@@ -112,6 +112,28 @@ def open_clip_weights_spec(model: str, tag: str) -> WeightsSpec:
     )
 
 
+def seq_major_inputs(module, args, kwargs):
+    """Forward pre-hook of a batch_first nn.MultiheadAttention, used under bf16/fp16 autocast only: hands it
+    (N, L, D) inputs whose memory is (L, N, D)-contiguous, so that its internal transpose gives contiguous
+    tensors. Otherwise the in-projection matmul of a non-contiguous input under CPU autocast expands the
+    weight per sequence position and copies it (measured: ViT-L-14 6x SLOWER in bf16 than fp32 on CPU;
+    with the hook ViT-B-32 bf16 is 1.3x faster than fp32). Values are unchanged; fp32 runs never get it."""
+    import torch
+
+    if not getattr(module, "batch_first", False):
+        return None
+    seen: dict[int, Any] = {}
+
+    def fix(a):
+        if not isinstance(a, torch.Tensor) or a.dim() != 3:
+            return a
+        if id(a) not in seen:  # self-attention passes one tensor three times: keep them one object
+            seen[id(a)] = a.transpose(0, 1).contiguous().transpose(0, 1)
+        return seen[id(a)]
+
+    return tuple(fix(a) for a in args), kwargs
+
+
 @BACKBONES.register("clip")
 class ClipBackbone(Backbone):
     """open_clip image tower on one frame per segment, plus zero-shot scores vs VALOR's prompts."""
@@ -187,11 +209,16 @@ class ClipBackbone(Backbone):
         """The eval-mode open_clip model on `self.device` (built once, on first call)."""
         if self._model is None:
             import open_clip
+            import torch
 
             pretrained = None if self.resolved is None else str(self.resolved.path)
             with seeded_init(self.random_seed):
                 model = open_clip.create_model(self.model_name, pretrained=pretrained,
                                                force_quick_gelu=self.quick_gelu, device="cpu")
+            if self.config.precision != "fp32":
+                for module in model.modules():
+                    if isinstance(module, torch.nn.MultiheadAttention):
+                        module.register_forward_pre_hook(seq_major_inputs, with_kwargs=True)
             self._model = model.eval().requires_grad_(False).to(self.device)
         return self._model
 
