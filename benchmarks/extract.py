@@ -20,8 +20,12 @@ the JPEGs loaded with PIL and preprocessed with torchvision transforms on PIL im
    backbone's own preprocessing. The audio frontends (VGGish log-mel examples, CLAP pieces + log-mel) are the same
    code on both sides, so for audio backbones the ratio compares the decode paths only.
 2. End to end on CPU with random weights, per backbone: `avvp.pipeline.local.run_local` (the CLI's
-   local executor: batches of `--batch-size` videos, HDF5 store writes included) vs the reference
-   (frames/wav to disk → PIL → transforms → forward, one video at a time, features np.save'd).
+   local executor: batches of `--batch-size` videos, decoding prefetched one batch ahead, channels_last
+   layouts, HDF5 store writes included) in fp32 and bf16 (`--precisions`), and fp32 without prefetch,
+   vs the reference (frames/wav to disk → PIL → transforms → fp32 forward of the same weights in torch's
+   default layout, one video at a time, features np.save'd). Also: bf16 ÷ fp32 speed, the minimum row
+   cosine between the bf16 and the fp32 store, and where our fp32 run spent its time (decode, time the
+   forward waited for decoding, forward).
 3. Executors, for one backbone combination: local executor (warm backbones, and as the CLI calls it,
    building them), Ray with 1 and 2 model actors (`run_ray`, embedded cluster started beforehand and
    not timed; actor start-up and model build inside each run ARE timed), each vs the reference.
@@ -70,6 +74,7 @@ DEFAULT_E2E = ("vggish", "r2plus1d", "clap")
 # measured s/video on this project's 2-core CPU box with random weights (forward dominated)
 COST_HINT = {"resnet152": 27, "clip": 26, "r2plus1d": 9, "clap": 5, "vggish": 0.3}
 AUDIO_RATE = {"vggish": 16000, "clap": 48000}
+DEVICE = "cpu"  # the device of every backbone object; benchmarks/gpu_extract.py sets "cuda"
 
 
 # ------------------------------------------------------------------------------------------ media
@@ -138,13 +143,34 @@ class OtherLoad:
 _BUILT: dict[str, object] = {}
 
 
-def backbone(name: str):
-    """One backbone object per name for the whole run (both sides use it)."""
-    if name not in _BUILT:
+def backbone(name: str, precision: str = "fp32"):
+    """One backbone object per (name, precision) for the whole run (both sides use the fp32 one; the
+    seeded random init gives the bf16 object the same weights)."""
+    key = (name, precision)
+    if key not in _BUILT:
         from avvp.pipeline.core import ExtractionConfig, load_backbones
 
-        (_BUILT[name],) = load_backbones(ExtractionConfig(backbones=(name,), weights="random", device="cpu"))
-    return _BUILT[name]
+        (_BUILT[key],) = load_backbones(ExtractionConfig(backbones=(name,), weights="random", device=DEVICE,
+                                                         precision=precision))
+    return _BUILT[key]
+
+
+_REFERENCE_MODELS: dict[str, object] = {}
+
+
+def reference_model(name: str):
+    """The network as the reference scripts run it: the same weights in torch's default (contiguous)
+    memory layout, fp32 (our backbones keep resnet152/r2plus1d in channels_last layouts)."""
+    if name not in _REFERENCE_MODELS:
+        import copy
+
+        import torch
+
+        model = backbone(name).load_model()
+        if name in ("resnet152", "r2plus1d"):
+            model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+        _REFERENCE_MODELS[name] = model
+    return _REFERENCE_MODELS[name]
 
 
 def needs_frames(name: str) -> bool:
@@ -246,12 +272,13 @@ def reference_forward(name: str, x) -> dict[str, np.ndarray]:
     b = backbone(name)
     with torch.inference_mode():
         if name in ("resnet152", "r2plus1d"):
-            return {name: b.load_model()(x).float().numpy()}
+            return {name: reference_model(name)(x.to(DEVICE)).float().cpu().numpy()}
         if name == "clip":
-            f = torch.nn.functional.normalize(b.load_model().encode_image(x).float(), dim=-1).numpy()
+            f = torch.nn.functional.normalize(reference_model(name).encode_image(x.to(DEVICE)).float(), dim=-1)
+            f = f.cpu().numpy()
             return {"clip": f, "clip_zs": b.zeroshot_scores(f)}
         if name == "vggish":
-            return {name: b.load_model()(torch.from_numpy(x).unsqueeze(1)).numpy()}
+            return {name: reference_model(name)(torch.from_numpy(x).unsqueeze(1).to(DEVICE)).cpu().numpy()}
     if name == "clap":
         emb, tokens = b.encode_waveforms(x)
         text = b.text_embeddings()
@@ -350,15 +377,18 @@ def jobs_for(clips: list[Path]):
     return [VideoJob(id=p.stem, path=str(p)) for p in clips]
 
 
-def time_local(clips: list[Path], names, workdir: Path, batch: int, *, warm: bool = True) -> tuple[float, float]:
+def time_local(clips: list[Path], names, workdir: Path, batch: int, *, warm: bool = True, precision: str = "fp32",
+               prefetch: int = 1, stats: dict | None = None) -> tuple[float, float]:
     """run_local with the benchmark's backbone objects (warm) or via the executor registry (the CLI's
-    call, which builds the backbones inside the timed run)."""
+    call, which builds the backbones inside the timed run). `stats`, when given, receives the store path
+    and the run's per-stage seconds."""
     from avvp.pipeline.core import ExtractionConfig
     from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
     from avvp.pipeline.local import run_local
 
-    cfg = ExtractionConfig(backbones=tuple(names), weights="random", device="cpu", batch_videos=batch)
-    built = [backbone(n) for n in names]
+    cfg = ExtractionConfig(backbones=tuple(names), weights="random", device="cpu", batch_videos=batch,
+                           precision=precision, prefetch_batches=prefetch)
+    built = [backbone(n, precision) for n in names]
     run_local(jobs_for(clips[:1]), cfg, str(workdir / f"warm_{time.monotonic_ns()}.h5"), progress=False, backbones=built)
     out = str(workdir / f"local_{time.monotonic_ns()}.h5")
     meter = OtherLoad()
@@ -370,17 +400,49 @@ def time_local(clips: list[Path], names, workdir: Path, batch: int, *, warm: boo
     seconds = time.perf_counter() - t0
     if summary.done != len(clips):
         raise RuntimeError(f"local run: {summary.done} done, {summary.failed} failed of {len(clips)}")
+    if stats is not None:
+        stats.update(store=out, stages=dict(summary.stage_seconds), seconds=seconds)
     return len(clips) / seconds, meter.cores()
 
 
-def bench_e2e(clips, names, workdir, batch) -> dict:
+def store_cosines(a: str, b: str) -> dict[str, float]:
+    """Per per-video array: the minimum over rows of the cosine between store a's and store b's row."""
+    from avvp.data.store import Store
+
+    out = {}
+    with Store(a) as sa, Store(b) as sb:
+        for name in sa.arrays():
+            if not name.startswith(("features/", "zeroshot/")):
+                continue
+            x = sa.read(name).astype(np.float64).reshape(-1, sa.read(name).shape[-1])
+            y = sb.read(name, list(sa.ids)).astype(np.float64).reshape(x.shape)
+            cos = (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-30)
+            out[name] = float(cos.min())
+    return out
+
+
+def bench_e2e(clips, names, workdir, batch, precisions=("fp32", "bf16")) -> dict:
+    """Per backbone, on the same clips: the reference method (fp32, default layout, one video at a time),
+    ours in each precision (run_local, prefetch 1), ours fp32 without prefetch; bf16 vs fp32 feature cosine."""
     out = {}
     for name in names:
         print(f"  end-to-end {name} ({load_note()}) ...", file=sys.stderr, flush=True)
-        ours, ours_other = time_local(clips, [name], workdir, batch)
+        row: dict = {}
         ref, ref_other = time_reference(clips, [name], workdir)
-        out[name] = dict(reference_clips_per_s=ref, ours_clips_per_s=ours, ratio=ours / ref,
-                         reference_other_load_cores=ref_other, ours_other_load_cores=ours_other)
+        row.update(reference_clips_per_s=ref, reference_other_load_cores=ref_other)
+        stores = {}
+        for prec in precisions:
+            st: dict = {}
+            c, other = time_local(clips, [name], workdir, batch, precision=prec, stats=st)
+            stores[prec] = st["store"]
+            row[prec] = dict(clips_per_s=c, ratio=c / ref, other_load_cores=other,
+                             stage_seconds={k: round(v, 2) for k, v in st["stages"].items()}, seconds=st["seconds"])
+        c, other = time_local(clips, [name], workdir, batch, prefetch=0)
+        row["fp32_no_prefetch"] = dict(clips_per_s=c, ratio=c / ref, other_load_cores=other)
+        if "fp32" in stores and "bf16" in stores:
+            row["bf16_cosine_min"] = store_cosines(stores["fp32"], stores["bf16"])
+            row["bf16_over_fp32"] = row["bf16"]["clips_per_s"] / row["fp32"]["clips_per_s"]
+        out[name] = row
     return out
 
 
@@ -554,13 +616,16 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4, help="videos per backbone forward (CLI default 4)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads, both sides (default: torch's)")
     ap.add_argument("--size", default="320x240", help="clip size WxH for the speed tables")
+    ap.add_argument("--precisions", default="fp32,bf16", help="end-to-end precisions of our side (default fp32,bf16)")
+    ap.add_argument("--skip-decode", action="store_true", help="skip the decode+preprocess table")
+    ap.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end table")
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--skip-rss", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     args = ap.parse_args()
 
     n_clips = args.clips or (2 if args.quick else 4)
-    e2e = csv_list(args.backbones) if args.backbones else (["vggish", "r2plus1d"] if args.quick else list(DEFAULT_E2E))
+    e2e = [] if args.skip_e2e else csv_list(args.backbones) if args.backbones else (["vggish", "r2plus1d"] if args.quick else list(DEFAULT_E2E))
     dec = csv_list(args.decode_backbones)
     ray_set = csv_list(args.ray_backbones) if args.ray_backbones else (["vggish"] if args.quick else ["vggish", "r2plus1d"])
     rss_counts = [int(x) for x in csv_list(args.rss_clips or ("10,50" if args.quick else "10,100"))]
@@ -568,6 +633,7 @@ def main() -> None:
         if name not in ALL_BACKBONES:
             ap.error(f"unknown backbone {name!r}; known: {', '.join(ALL_BACKBONES)}")
     w, h = (int(v) for v in args.size.lower().split("x"))
+    precisions = csv_list(args.precisions)
 
     import torch
 
@@ -583,6 +649,10 @@ def main() -> None:
     print(subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout.splitlines()[0])
     print(f"torch {torch.__version__}, {threads} torch threads on both sides (and in Ray actors); device cpu; "
           "weights random (seeded), the same backbone object on both sides; one warm-up run per side excluded")
+    from avvp.extract.backbones.weights import cpu_precision_support
+
+    bf16_ok, units = cpu_precision_support("bf16")
+    print(f"CPU bf16 units ({' or '.join(units)}): {'yes' if bf16_ok else 'NO (bf16 is emulated, slower)'}")
     print(f"clips: {n_clips} x 10 s {w}x{h} 25 fps h264 + stereo 44.1 kHz AAC; batch {args.batch_size} videos per forward")
     print("ratio = ours clips/s ÷ reference clips/s (> 1: ours faster)")
     print("'other load' = CPU cores used by processes outside this benchmark during that measurement (see OtherLoad)")
@@ -595,7 +665,7 @@ def main() -> None:
         clips = make_clips(workdir, n_clips, (w, h))
 
         print(f"\n== 1. decode + preprocess (no forward), clips/s over {n_clips} clips, runs interleaved per clip ==")
-        d = bench_decode(clips, dec, workdir)
+        d = bench_decode(clips, [] if args.skip_decode else dec, workdir)
         results["decode_preprocess"] = d
         other = d.pop("other_load_cores")
         results["decode_preprocess_other_load_cores"] = other
@@ -608,12 +678,31 @@ def main() -> None:
         if e2e:
             print(f"\n== 2. end to end on CPU, random weights, clips/s over {n_clips} clips ==", flush=True)
             t0 = time.perf_counter()
-            e = bench_e2e(clips, e2e, workdir, args.batch_size)
+            e = bench_e2e(clips, e2e, workdir, args.batch_size, precisions)
             results["end_to_end"] = e
-            print(table(["backbone", "reference clips/s", "ours (run_local) clips/s", "ratio",
-                         "other load, cores (ref / ours)"],
-                        [[n, f"{r['reference_clips_per_s']:.3f}", f"{r['ours_clips_per_s']:.3f}", f"{r['ratio']:.2f}",
-                          f"{r['reference_other_load_cores']:.2f} / {r['ours_other_load_cores']:.2f}"] for n, r in e.items()]))
+            rows = []
+            for n, r in e.items():
+                cells = [n, f"{r['reference_clips_per_s']:.3f}"]
+                for prec in precisions:
+                    cells += [f"{r[prec]['clips_per_s']:.3f}", f"{r[prec]['ratio']:.2f}"]
+                cells += [f"{r['fp32_no_prefetch']['ratio']:.2f}"]
+                if "bf16_over_fp32" in r:
+                    cells += [f"{r['bf16_over_fp32']:.2f}",
+                              ", ".join(f"{k.split('/', 1)[0][0]}:{v:.5f}" for k, v in r["bf16_cosine_min"].items())]
+                st = r[precisions[0]]["stage_seconds"]
+                cells += [" / ".join(f"{st.get(k, 0):.1f}" for k in ("decode", "decode_wait", n)),
+                          f"{r['reference_other_load_cores']:.2f} / {r[precisions[0]]['other_load_cores']:.2f}"]
+                rows.append(cells)
+            header = ["backbone", "reference clips/s"]
+            for prec in precisions:
+                header += [f"ours {prec} clips/s", "× ref"]
+            header += ["× ref, fp32 no prefetch"]
+            if "bf16" in precisions and "fp32" in precisions:
+                header += ["bf16 ÷ fp32", "bf16 vs fp32 min row cosine (f: features, z: zeroshot)"]
+            header += [f"ours {precisions[0]} s: decode / waited for decode / forward", "other load, cores (ref / ours)"]
+            print(table(header, rows))
+            print("reference = ffmpeg -r 8 JPEG files → PIL → torchvision transforms → fp32 forward in torch's default "
+                  "layout, one video at a time; ours = run_local (batches, prefetch 1, channels_last layouts, store writes)")
             print(f"({time.perf_counter() - t0:.0f} s, {load_note()} at end)")
 
         if not args.skip_ray:

@@ -28,11 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dir", type=Path, help="folder with offline weight files (names in docs/backbones.md)")
     p.add_argument("--executor", choices=executors.names(), default="ray")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
+                        "(faster on GPUs and on CPUs with AMX/AVX512-BF16; recorded in the store)")
     p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")
     p.add_argument("--start", type=float, default=0.0, help="window start in seconds (default 0)")
     p.add_argument("--window", type=float, default=10.0, help="window length in seconds (default 10, as LLP)")
     p.add_argument("--batch-size", type=int, default=4, help="videos per backbone forward")
+    p.add_argument("--prefetch", type=int, default=1,
+                   help="local executor: batches decoded ahead while the current one runs (0 = off; default 1)")
+    p.add_argument("--decode-workers", type=int, default=1,
+                   help="local executor: videos of a batch decoded in parallel (default 1; GPU machines: CPU cores)")
     p.add_argument("--clip-model", default=None, help="open_clip model name (default ViT-L-14, as VALOR)")
     p.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag (default openai)")
     p.add_argument("--clap-ckpt", default=None, help="laion_clap checkpoint name or path (default 630k-fusion-best.pt)")
@@ -66,6 +72,8 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         start=args.start,
         window=args.window,
         batch_videos=args.batch_size,
+        prefetch_batches=args.prefetch,
+        decode_workers=args.decode_workers,
         backbone_options=tuple(options),
     )
 

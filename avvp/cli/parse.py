@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'random' runs the backbones with random weights: plumbing only, never meaningful")
     p.add_argument("--weights-dir", type=Path, help="folder with offline backbone weight files")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
+                        "(faster on GPUs and on CPUs with AMX/AVX512-BF16; recorded in the store)")
     p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")
     p.add_argument("--gate", choices=GATES.names(), default=None,
                    help="video-level gate (default: the one the checkpoint was evaluated with)")

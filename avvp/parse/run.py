@@ -57,7 +57,7 @@ class ParseConfig:
     weights: str = "pretrained"  # "pretrained" | "random" (random only when asked for explicitly)
     weights_dir: str | None = None
     device: str = "auto"
-    precision: str = "auto"
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (autocast, recorded as the arrays' `precision`)
     decoder: str | None = None
     gate: str | None = None  # None = the checkpoint's evaluation gate (train.gate); "none" disables gating
     threshold: float = 0.5

@@ -31,11 +31,13 @@ class ExtractionConfig:
     weights: str = "pretrained"  # "pretrained" | "random"
     weights_dir: str | None = None
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
-    precision: str = "auto"
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (autocast, recorded as the arrays' `precision`)
     decoder: str | None = None  # None = the measured default backend
     start: float = 0.0
     window: float = 10.0
     batch_videos: int = 4  # videos per backbone forward
+    prefetch_batches: int = 1  # local executor: batches decoded ahead of the forward (0 = no prefetch thread)
+    decode_workers: int = 1  # local executor: videos of a batch decoded in parallel (ffmpeg processes)
     backbone_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (("clip", (("model","ViT-B-32"),)),)
 
     def options_for(self, name: str) -> tuple[tuple[str, Any], ...]:

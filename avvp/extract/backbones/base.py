@@ -51,7 +51,7 @@ class BackboneConfig:
     weights: str = "pretrained"  # "pretrained" | "random" (random only when asked for explicitly)
     weights_dir: str | None = None  # offline weight files; None = the library's standard cache
     device: str = "cpu"  # resolved device string ("cpu", "cuda", "cuda:1")
-    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 on CPU) | "fp32" | "bf16" | "fp16"
+    precision: str = "fp32"  # "fp32" (exact, every device) | "bf16" | "fp16" (autocast, only when asked)
     options: tuple[tuple[str, Any], ...] = ()  # backbone-specific options, e.g. (("model", "ViT-B-32"),)
 
     def option(self, name: str, default: Any = None) -> Any:
@@ -112,6 +112,7 @@ class Backbone(abc.ABC):
             "backbone": self.name,
             "weights": self.weights_id(),
             "random_weights": bool(self.random_weights),
+            "precision": self.config.precision,
             "layout": spec.layout,
             "avvp_version": __version__,
             **spec.attrs,

@@ -362,8 +362,8 @@ class ClapBackbone(Backbone):
 
     def dataset_arrays(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         attrs = {"backbone": self.name, "weights": self.weights_id(), "random_weights": bool(self.random_weights),
-                 "layout": "class x dim", "texts": list(CLAP_TEXTS), "logit_scale": self.logit_scale,
-                 "real_tokenizer": self.tokenizer_dir is not None}
+                 "precision": self.config.precision, "layout": "class x dim", "texts": list(CLAP_TEXTS),
+                 "logit_scale": self.logit_scale, "real_tokenizer": self.tokenizer_dir is not None}
         return {"text/clap": (self.text_embeddings().copy(), attrs)}
 
     def text_embeddings(self) -> np.ndarray:

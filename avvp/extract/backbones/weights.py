@@ -36,7 +36,16 @@ identically everywhere:
    the same random network and their features are comparable.
 
 Execution helpers shared by all backbones: `torch_device(config)`, `autocast_for(config, device)`
-(bf16 autocast on CUDA when precision is "auto", fp32 on CPU) and `chunked(n, size)`.
+(the numeric mode of a forward pass, see "Precision" below) and `chunked(n, size)`.
+
+Precision (`--precision`, recorded as the `precision` attribute of every stored array):
+- "fp32" (the default on every device): plain fp32, no autocast; TF32 is switched off for the forward on
+  CUDA (`torch.backends.cuda.matmul.allow_tf32`, `torch.backends.cudnn.allow_tf32`), so GPU features are
+  fp32 numbers like the reference's, not TF32's 10-bit-mantissa products.
+- "bf16" / "fp16": `torch.autocast` to that dtype on the backbone's device (CPU or CUDA), only when asked.
+  On a CPU without bf16 units (no `amx_bf16` / `avx512_bf16` in /proc/cpuinfo) bf16 is emulated and
+  slower than fp32: a notice says so once (`precision_notice`). There is no "auto": a mode that changes
+  the numbers with the device would make the store's values depend on where they were computed.
 """
 from __future__ import annotations
 
@@ -51,7 +60,8 @@ from typing import Any, Iterator, Mapping, TextIO
 from avvp.extract.backbones.base import BackboneConfig, WeightsUnavailable
 
 WEIGHT_MODES = ("pretrained", "random")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEFAULT_PRECISION = "fp32"
 # Downloads are opt-in: avvp/_env.py puts the hub libraries offline unless AVVP_ONLINE=1.
 ONLINE_ENV = "AVVP_ONLINE"
 
@@ -284,24 +294,88 @@ def seeded_init(seed: int) -> Iterator[None]:
 
 
 def torch_device(config: BackboneConfig):
+    """The backbone's torch device; prints the precision notice (once) when the mode will be slow there."""
     import torch
 
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {config.device!r} requested but this torch has no CUDA device")
+    precision_notice(config.precision, device.type)
     return device
 
 
-def autocast_for(config: BackboneConfig, device) -> contextlib.AbstractContextManager:
-    """The autocast context for a forward pass.
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU feature flags of the first processor in /proc/cpuinfo (empty where it is unreadable)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
-    "auto" = bf16 autocast on CUDA (the GPU fast path), plain fp32 on CPU (CPU bf16 is slower there
-    and fp32 is the reference-exact setting). "fp32" never autocasts; "bf16"/"fp16" always do.
-    """
+
+# the CPU units that make autocast to that dtype faster than fp32 (oneDNN kernels); without them the
+# dtype is emulated (converted around fp32 kernels) and a forward is slower than plain fp32
+CPU_UNITS = {"bf16": ("amx_bf16", "avx512_bf16"), "fp16": ("amx_fp16", "avx512_fp16")}
+_NOTICED: set[tuple[str, str]] = set()
+
+
+def cpu_precision_support(precision: str, flags: frozenset[str] | None = None) -> tuple[bool, tuple[str, ...]]:
+    """(does this CPU have units for `precision`?, the flags looked for). fp32 is always supported."""
+    units = CPU_UNITS.get(precision, ())
+    if not units:
+        return True, ()
+    flags = cpu_flags() if flags is None else flags
+    return any(u in flags for u in units), units
+
+
+def precision_notice(precision: str, device_type: str, stream: TextIO | None = None,
+                     flags: frozenset[str] | None = None) -> str | None:
+    """Print (once per process and mode) why a reduced precision will be slow on this CPU; returns the text."""
+    if device_type != "cpu" or precision == "fp32":
+        return None
+    ok, units = cpu_precision_support(precision, flags)
+    if ok:
+        return None
+    text = (f"avvp: NOTICE: --precision {precision} on a CPU without {precision} units (none of "
+            f"{', '.join(units)} in /proc/cpuinfo): autocast emulates {precision} and is expected to be SLOWER "
+            f"than fp32 here, with less exact numbers; use --precision fp32 on this machine")
+    if (precision, device_type) not in _NOTICED:
+        _NOTICED.add((precision, device_type))
+        print(text, file=stream if stream is not None else sys.stderr, flush=True)
+    return text
+
+
+@contextlib.contextmanager
+def exact_fp32(device) -> Iterator[None]:
+    """fp32 without TF32 on CUDA (`torch.backends.cuda.matmul.allow_tf32` and `cudnn.allow_tf32` False
+    for the duration; cuDNN convolutions default to TF32 otherwise); the previous flags are restored after.
+    On CPU nothing is changed: oneDNN's fp32 kernels are exact unless `torch.backends.mkldnn.fp32_precision`
+    is lowered by the user."""
     import torch
 
-    if config.precision == "fp32" or (config.precision == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext()
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def autocast_for(config: BackboneConfig, device) -> contextlib.AbstractContextManager:
+    """The numeric context of a forward pass: exact fp32 ("fp32", the default) or autocast to bf16/fp16."""
+    import torch
+
+    if config.precision == "fp32":
+        return exact_fp32(device)
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
     dtype = torch.float16 if config.precision == "fp16" else torch.bfloat16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
