@@ -37,8 +37,9 @@ from avvp.data.classes import LLP_CLASSES
 
 STR = h5py.string_dtype("utf-8")
 VIDEO_FIELDS = ("id", "source", "split", "duration", "has_audio")
-# attributes that must agree when rows are added to an existing array: never mix weights in one array
-IDENTITY_ATTRS = ("backbone", "weights", "random_weights")
+# attributes that must agree when rows are added to an existing array: never mix weights (or input
+# profiles, docs/decoding.md) in one array
+IDENTITY_ATTRS = ("backbone", "weights", "random_weights", "profile")
 DATASET_LEVEL_GROUPS = ("text",)
 
 
