@@ -316,6 +316,8 @@ class VGGishBackbone(Backbone):
                 f"vggish: {len(audio)} samples at 16 kHz give {ex.shape[0]} examples of 0.96 s, need exactly "
                 f"{NUM_SEGMENTS} (between {frontend.STFT_WINDOW_SAMPLES + (NUM_SEGMENTS * 96 - 1) * 160} and "
                 f"{frontend.STFT_WINDOW_SAMPLES + ((NUM_SEGMENTS + 1) * 96 - 1) * 160 - 1} samples)"
+                + ("; the official AVVP pipeline skips such clips (profile 'clean' pads the window instead)"
+                   if self.profile == "reference" else "")
             )
         return ex.astype(np.float32)
 
