@@ -163,7 +163,7 @@ def test_r2plus1d_preprocess_is_squash_112_in_clips_of_8(r2p_random, videos):
 @pytest.mark.parametrize("hw", [(240, 320), (48, 64)])
 def test_clip_preprocess_matches_valor_transform(clip_b32, hw):
     frames = make_frames(*hw, seed=5)
-    ours = clip_b32.preprocess(frames).numpy()
+    ours = clip_b32.preprocess(frames[segment_frame_indices()]).numpy()
     # VALOR: ToTensor → Resize((224, 224)) on the float tensor (torchvision 0.13: antialias off) → Normalize
     ref_tf = T.Compose([T.ToTensor(), T.Resize((224, 224), antialias=False),
                         T.Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))])
@@ -273,7 +273,11 @@ def test_clip_zeroshot_is_scaled_cosine_with_valor_prompts(clip_b32, videos):
     np.testing.assert_allclose(scores, expected, atol=1e-5, rtol=1e-5)
     assert np.unique(text.round(4), axis=0).shape[0] == 25  # 25 distinct prompt embeddings
     specs = {s.path: s for s in clip_b32.outputs()}
-    assert specs["features/clip"].attrs["frame_indices"] == [0, 9, 18, 26, 35, 44, 53, 61, 70, 79]
+    # reference profile: VALOR's 10 frames over all N decoded frames; clean: 10 of the 80 selected
+    assert specs["features/clip"].attrs["frame_indices"] == "round(linspace(0, N-1, 10)) over all N 8 fps frames"
+    clean = ClipBackbone(BackboneConfig(weights="none", profile="clean").with_options(model="ViT-B-32"))
+    assert {s.path: s for s in clean.outputs()}["features/clip"].attrs["frame_indices"] == \
+        [0, 9, 18, 26, 35, 44, 53, 61, 70, 79]
     assert specs["features/clip"].attrs["quick_gelu"] is True  # the openai tag's activation
 
 

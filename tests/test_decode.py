@@ -3,8 +3,13 @@
 Expected values are computed independently of avvp: reference PNG/JPEG dumps written by the ffmpeg
 binary (tests/media.py), every source frame decoded without rate conversion, spectra of the
 synthetic sines, and librosa.load for the VALOR audio path.
+
+These tests pin the `clean` profile (raw frames, exact window cuts, the time rule); the default
+`reference` profile is checked against the official tools in test_reference_inputs.py.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pytest
@@ -17,12 +22,15 @@ from avvp.extract.decode import (
     DecodeOptions,
     cfr_frame_sources,
     compact_in_place,
-    decode_video,
     fit_audio,
-    iter_windows,
     probe,
     select_fps_frames,
 )
+from avvp.extract.decode import decode_video as _decode_video
+from avvp.extract.decode import iter_windows as _iter_windows
+
+decode_video = functools.partial(_decode_video, profile="clean")
+iter_windows = functools.partial(_iter_windows, profile="clean")
 
 BACKENDS = ["ffmpeg", "decord"]
 

@@ -22,7 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=Path, required=True, help="folder of video files (searched recursively)")
     p.add_argument("--csv", type=Path, help="LLP CSV (filename, event_labels): ids, splits and weak labels come from it")
     p.add_argument("--backbone", action="append", required=True, choices=BACKBONES.names(), help="repeatable")
-    p.add_argument("--out", type=Path, required=True, help="HDF5 store to create or complete")
+    p.add_argument("--out", type=Path, help="HDF5 store to create or complete (required unless --dump-inputs)")
+    p.add_argument("--profile", choices=("reference", "clean"), default="reference",
+                   help="network inputs: 'reference' = exactly what the official AVVP/VALOR pipelines fed each "
+                        "network (default); 'clean' = no JPEG round trip, anti-aliased resampling (docs/decoding.md)")
+    p.add_argument("--dump-inputs", type=Path, metavar="DIR",
+                   help="write each video's network inputs to DIR/<id>.npz (keys '<backbone>/<name>') instead of "
+                        "extracting; no weights needed (docs/backbones.md)")
     p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
                    help="'random' runs the architectures with random weights (recorded, announced)")
     p.add_argument("--weights-dir", type=Path, help="folder with offline weight files (names in docs/backbones.md)")
@@ -75,13 +81,21 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         prefetch_batches=args.prefetch,
         decode_workers=args.decode_workers,
         backbone_options=tuple(options),
+        profile=args.profile,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
-    args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.out is None and args.dump_inputs is None:
+        parser.error("--out is required (or --dump-inputs DIR)")
+    try:
+        cfg = config_from_args(args)
+    except ValueError as err:
+        print(f"avvp-extract: {err}", file=sys.stderr)
+        return 2
     try:
         if args.csv:
             jobs, missing = discover_llp(args.videos, args.csv)
@@ -90,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"avvp-extract: {err}", file=sys.stderr)
         return 2
+    if args.dump_inputs is not None:
+        from avvp.extract.api import dump_network_inputs
+
+        written, failed = dump_network_inputs(jobs, cfg, args.dump_inputs)
+        for vid, message in failed:
+            print(f"avvp-extract: FAILED {vid}: {message}", file=sys.stderr)
+        print(f"avvp-extract: network inputs of {written} video(s) written to {args.dump_inputs} "
+              f"(profile {cfg.profile}); {len(failed) + len(missing)} failed or missing", file=sys.stderr)
+        return 3 if (failed or missing) else 0
     if missing:
         from avvp.data.store import StoreWriter
 

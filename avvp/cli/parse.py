@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
                         "(faster on GPUs and on CPUs with AMX/AVX512-BF16; recorded in the store)")
     p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")
+    p.add_argument("--profile", choices=("reference", "clean"), default=None,
+                   help="network-input profile (default: the training store's, else reference; docs/decoding.md)")
     p.add_argument("--gate", choices=GATES.names(), default=None,
                    help="video-level gate (default: the one the checkpoint was evaluated with)")
     p.add_argument("--no-gate", action="store_true", help="same as --gate none: segment probabilities alone")
@@ -69,6 +71,7 @@ def config_from_args(args: argparse.Namespace):
         weights_dir=str(args.weights_dir) if args.weights_dir else None, device=args.device,
         precision=args.precision, decoder=args.decoder, gate="none" if args.no_gate else args.gate,
         threshold=args.threshold, backbone_options=tuple(options), thumbnails=not args.no_thumbnails,
+        profile=args.profile,
     )
 
 

@@ -37,8 +37,9 @@ from avvp.data.classes import LLP_CLASSES
 
 STR = h5py.string_dtype("utf-8")
 VIDEO_FIELDS = ("id", "source", "split", "duration", "has_audio")
-# attributes that must agree when rows are added to an existing array: never mix weights in one array
-IDENTITY_ATTRS = ("backbone", "weights", "random_weights", "precision")  # rows of one array never mix these
+# attributes that must agree when rows are added to an existing array: never mix weights, input
+# profiles (docs/decoding.md) or precisions in one array
+IDENTITY_ATTRS = ("backbone", "weights", "random_weights", "profile", "precision")
 DATASET_LEVEL_GROUPS = ("text",)
 
 

@@ -51,6 +51,11 @@ FFPROBE_BIN = os.environ.get("AVVP_FFPROBE", "ffprobe")
 
 AUDIO_RATES = (16000, 48000)
 STDERR_TAIL_CHARS = 1500
+# Input profiles (docs/decoding.md): "reference" reproduces the official pipelines' network inputs bit
+# for bit (JPEG round trip, moviepy's and librosa's audio, linspace over every frame count); "clean" is
+# the lossless path (raw frames, soxr resampling, a time rule for short clips, exact window cuts).
+PROFILES = ("reference", "clean")
+DEFAULT_PROFILE = "reference"
 
 
 class DecodeError(RuntimeError):
@@ -435,8 +440,13 @@ class DecodeOptions:
     require_video: bool = False  # with video=False: still reject a file without a video stream
     audio_rates: tuple[int, ...] = AUDIO_RATES  # which mono waveforms to produce; () = none
     resampler: str = "soxr_s16"  # see RESAMPLERS: "soxr_s16" (= librosa.load), "soxr", "swr"
+    profile: str = DEFAULT_PROFILE  # see PROFILES
 
     def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+        if self.profile == "reference" and self.max_side is not None:
+            raise ValueError("max_side changes the pixels; the reference profile decodes at native size (use profile='clean')")
         if self.start < 0:
             raise ValueError(f"start must be >= 0, got {self.start}")
         if self.window <= 0:
@@ -482,6 +492,11 @@ class DecodedVideo:
     audio_channels_in: int  # 0 without audio
     padded_seconds: float  # seconds of the window after the end of the source
     warnings: tuple[str, ...] = ()  # decoder messages (e.g. ffmpeg errors on a damaged stream)
+    profile: str = "clean"  # the input profile that produced the arrays (PROFILES)
+    # reference profile: VALOR's CLIP frames, round(linspace(0, N-1, 10)) over ALL N fps frames (not
+    # over the 80 selected ones); None in the clean profile (CLIP then picks 10 of the 80)
+    segment_frames: np.ndarray | None = None  # (10, H, W, 3) uint8 RGB
+    segment_frame_indices: np.ndarray | None = None  # (10,) int64 indices into the N fps frames
 
     def audio(self, sample_rate: int) -> np.ndarray | None:
         return {16000: self.audio_16k, 48000: self.audio_48k}.get(sample_rate)
@@ -704,6 +719,7 @@ def decode_video(
     require_video: bool = False,
     audio_rates: Sequence[int] = AUDIO_RATES,
     resampler: str = "soxr_s16",
+    profile: str = DEFAULT_PROFILE,
 ) -> DecodedVideo:
     """Decode the window [start, start+window) of a video into 80 RGB frames and mono 16/48 kHz audio.
 
@@ -711,7 +727,8 @@ def decode_video(
     require_video) and windows past the end. See the module docstring for the frame and audio rules.
     """
     backend, info, options = _prepare(path, decoder, start, window, fps, num_frames, max_side, video=video,
-                                      require_video=require_video, audio_rates=tuple(audio_rates), resampler=resampler)
+                                      require_video=require_video, audio_rates=tuple(audio_rates), resampler=resampler,
+                                      profile=profile)
     return backend.decode(info, options)
 
 
@@ -728,11 +745,13 @@ def iter_windows(
     require_video: bool = False,
     audio_rates: Sequence[int] = AUDIO_RATES,
     resampler: str = "soxr_s16",
+    profile: str = DEFAULT_PROFILE,
 ) -> Iterator[DecodedVideo]:
     """Consecutive windows [start + k*window, start + (k+1)*window) covering the whole file (the last
     one padded). The file is probed once; each window is decoded with a seek, so memory is flat."""
     backend, info, options = _prepare(path, decoder, start, window, fps, num_frames, max_side, video=video,
-                                      require_video=require_video, audio_rates=tuple(audio_rates), resampler=resampler)
+                                      require_video=require_video, audio_rates=tuple(audio_rates), resampler=resampler,
+                                      profile=profile)
     yield from backend.iter_windows(info, options)  # each window's decode checks decodability
 
 

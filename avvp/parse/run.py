@@ -65,6 +65,7 @@ class ParseConfig:
     # explicit backbone options, e.g. (("clip", (("model", "ViT-B-32"),)),); they win over inherited ones
     backbone_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     thumbnails: bool = True
+    profile: str | None = None  # network-input profile; None = the training store's ("profile" attr), else reference
 
 
 @dataclass
@@ -135,6 +136,25 @@ def inherited_options(store_path: str | None, backbones: Sequence[str], features
     return found
 
 
+def inherited_profile(store_path: str | None, features: dict[str, str | None]) -> str | None:
+    """The input profile the training store's features were extracted with (their "profile" attribute),
+    so a parse feeds the model inputs made the same way; None when unknown."""
+    if not store_path or not Path(store_path).exists():
+        return None
+    from avvp.data.store import Store
+
+    try:
+        with Store(store_path) as store:
+            for feature in (f for f in features.values() if f):
+                if store.has(f"features/{feature}"):
+                    value = store.attrs(f"features/{feature}").get("profile")
+                    if value is not None:
+                        return str(_plain(value))
+    except Exception as err:  # noqa: BLE001 - an unreadable old store must not stop a parse
+        print(f"avvp-parse: note: could not read the input profile from {store_path}: {err}", file=sys.stderr)
+    return None
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -162,6 +182,7 @@ def load_parser(cfg: ParseConfig) -> Parser:
         backbones=names, weights=cfg.weights, weights_dir=cfg.weights_dir, device=device,
         precision=cfg.precision, decoder=cfg.decoder, start=0.0, window=cfg.window,
         backbone_options=tuple((n, tuple(sorted(o.items()))) for n, o in sorted(options.items())),
+        profile=cfg.profile or inherited_profile(store_path, features) or "reference",
     )
     backbones = load_backbones(extraction)
     parser = Parser(model=model, checkpoint=ckpt, features=features, classes=list(ckpt["classes"]),

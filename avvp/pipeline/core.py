@@ -39,6 +39,16 @@ class ExtractionConfig:
     prefetch_batches: int = 1  # local executor: batches decoded ahead of the forward (0 = no prefetch thread)
     decode_workers: int = 1  # local executor: videos of a batch decoded in parallel (ffmpeg processes)
     backbone_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (("clip", (("model","ViT-B-32"),)),)
+    profile: str = "reference"  # network-input profile: "reference" (official inputs) | "clean" (docs/decoding.md)
+
+    def __post_init__(self) -> None:
+        from avvp.extract.decode import PROFILES
+
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+        if self.profile == "reference" and self.decoder not in (None, "ffmpeg"):
+            raise ValueError(f"the reference profile needs the ffmpeg decoder (got decoder={self.decoder!r}); "
+                             "use profile='clean' for other decoders")
 
     def options_for(self, name: str) -> tuple[tuple[str, Any], ...]:
         return dict(self.backbone_options).get(name, ())
@@ -53,7 +63,7 @@ class ExtractionConfig:
     def backbone_config(self, name: str) -> BackboneConfig:
         return BackboneConfig(
             weights=self.weights, weights_dir=self.weights_dir, device=self.resolved_device(),
-            precision=self.precision, options=self.options_for(name),
+            precision=self.precision, options=self.options_for(name), profile=self.profile,
         )
 
 
@@ -98,7 +108,7 @@ def decode_job(job: VideoJob, cfg: ExtractionConfig, needs: Iterable[str] | None
     video, rates = (True, AUDIO_RATES) if all_streams else streams_for(cfg.backbones if needs is None else needs)
     try:
         decoded = decode_video(job.path, start=cfg.start, window=cfg.window, decoder=cfg.decoder or DEFAULT_DECODER,
-                               video=video, require_video=True, audio_rates=rates)
+                               video=video, require_video=True, audio_rates=rates, profile=cfg.profile)
     except DecodeError as err:
         return StageFailure("decode", str(err))
     except FileNotFoundError as err:
@@ -114,7 +124,7 @@ def decode_windows(job: VideoJob, cfg: ExtractionConfig) -> Iterator[Any]:
     video, rates = streams_for(cfg.backbones)
     try:
         yield from iter_windows(job.path, start=cfg.start, window=cfg.window, decoder=cfg.decoder or DEFAULT_DECODER,
-                                video=video, require_video=True, audio_rates=rates)
+                                video=video, require_video=True, audio_rates=rates, profile=cfg.profile)
     except DecodeError as err:
         yield StageFailure("decode", str(err))
     except FileNotFoundError as err:

@@ -186,8 +186,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
         print("  NOTICE: no --weights-dir / $AVVP_WEIGHTS_DIR: the backbones run with RANDOM weights. Everything "
               "below runs for real, but features of the demo clips carry no pretrained meaning.")
     backbone_args = [a for b in cfg.backbones for a in ("--backbone", b)]
+    # the demo clips are 6-10 s: the reference profile (like the official AVVP scripts) rejects clips without
+    # ten 0.96 s VGGish examples, the clean profile pads them; avvp-parse inherits the profile from the store
     extract_argv = ["--videos", str(videos), *backbone_args, "--clip-model", cfg.clip_model,
-                    "--out", str(out / "features.h5"), "--executor", "local", "--no-progress"]
+                    "--out", str(out / "features.h5"), "--executor", "local", "--no-progress", "--profile", "clean"]
     rc = demo.run("avvp-extract", extract_cli.main, extract_argv + weights_args, ok=(0, 2))
     if rc == 2 and weights_dir:
         print(f"  NOTICE: pretrained weights were not usable from {weights_dir}; falling back to RANDOM weights")

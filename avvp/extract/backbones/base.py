@@ -25,11 +25,14 @@ from avvp.registry import Registry
 
 
 class VideoInput(Protocol):
-    """What a backbone reads from a decoded video (see avvp.extract.decode.DecodedVideo)."""
+    """What a backbone reads from a decoded video (see avvp.extract.decode.DecodedVideo).
+
+    Optional attributes: `profile` (the input profile the decoder used; a backbone refuses a video of
+    another profile) and `segment_frames` ((10, H, W, 3), VALOR's CLIP frames over all N fps frames)."""
 
     frames: np.ndarray  # (80, H, W, 3) uint8 RGB, the reference 8 fps selection
-    audio_16k: np.ndarray  # (window*16000,) float32 mono
-    audio_48k: np.ndarray  # (window*48000,) float32 mono
+    audio_16k: np.ndarray  # (n,) float32 mono: window*16000 (clean) | moviepy's int(16000*duration) (reference)
+    audio_48k: np.ndarray  # (n,) float32 mono: window*48000 (clean) | librosa.load's whole stream (reference)
     has_audio: bool
 
 
@@ -48,11 +51,12 @@ class OutputSpec:
 class BackboneConfig:
     """How to build a backbone. Never mutated; `dataclasses.replace` to derive variants."""
 
-    weights: str = "pretrained"  # "pretrained" | "random" (random only when asked for explicitly)
+    weights: str = "pretrained"  # "pretrained" | "random" (asked for explicitly) | "none" (inputs only, no network)
     weights_dir: str | None = None  # offline weight files; None = the library's standard cache
     device: str = "cpu"  # resolved device string ("cpu", "cuda", "cuda:1")
     precision: str = "fp32"  # "fp32" (exact, every device) | "bf16" | "fp16" (autocast, only when asked)
     options: tuple[tuple[str, Any], ...] = ()  # backbone-specific options, e.g. (("model", "ViT-B-32"),)
+    profile: str = "reference"  # network-input profile ("reference" | "clean"), see the backbones' recipes
 
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
@@ -84,6 +88,33 @@ class Backbone(abc.ABC):
     def random_weights(self) -> bool:
         return self.config.weights == "random"
 
+    @property
+    def inputs_only(self) -> bool:
+        """weights == "none": built for `network_inputs` only; no weights are looked up, no network runs."""
+        return self.config.weights == "none"
+
+    @property
+    def profile(self) -> str:
+        return self.config.profile
+
+    def check_profile(self, video: Any) -> None:
+        """A decoded video must come from the profile this backbone prepares inputs for."""
+        got = getattr(video, "profile", None)
+        if got is not None and got != self.profile:
+            raise ValueError(f"{self.name}: the video was decoded with profile {got!r}, the backbone is built for "
+                             f"{self.profile!r}; decode and extract with the same profile")
+
+    def network_inputs(self, video: VideoInput) -> dict[str, np.ndarray]:
+        """The exact arrays the network receives for one video (float32, before any device transfer),
+        computed by the same functions `extract_batch` uses. Keys are documented in docs/backbones.md."""
+        raise NotImplementedError(f"{self.name} does not expose its network inputs")
+
+    def input_recipe(self) -> str:
+        """One line naming what the active profile reproduces (stored as the `input_recipe` attribute)."""
+        recipes = getattr(self, "recipes", None) or {}
+        recipe = recipes.get(self.profile)
+        return recipe.describe() if recipe is not None else ""
+
     @abc.abstractmethod
     def outputs(self) -> list[OutputSpec]:
         """The per-video arrays this backbone writes."""
@@ -114,6 +145,8 @@ class Backbone(abc.ABC):
             "random_weights": bool(self.random_weights),
             "precision": self.config.precision,
             "layout": spec.layout,
+            "profile": self.profile,
+            "input_recipe": self.input_recipe(),
             "avvp_version": __version__,
             **spec.attrs,
         }

@@ -20,6 +20,11 @@ One backbone, three per-video outputs plus one dataset array (VALOR `utils/clap_
   `audio_branch.tscam_conv`, i.e. the exact tensor VALOR's rewritten forward flattens.
 * ``text/clap`` (25, 512) via `dataset_arrays()`: the L2-normalised text embeddings.
 
+Input profiles (`CLAP_RECIPES`): the recipe above is applied to the decoder's 48 kHz waveform of
+length L. "reference": `librosa.load(v, sr=48000)` of the whole file, decoder tail included (a 10 s
+AAC clip has L = 480,375, pieces of L // 10 = 48,037), exactly VALOR's input; "clean": the window's
+exact 480,000 samples (pieces of 48,000).
+
 A video without audio gets all-zero arrays (the store records `has_audio` per video).
 
 The log-mel is computed here, in torch, with the same operations as laion_clap's `get_mel`
@@ -53,6 +58,7 @@ from avvp.extract.backbones.base import (
 )
 from avvp.extract.backbones.prompts import CLAP_TEXTS
 from avvp.extract.backbones.weights import (
+    InputRecipe,
     WeightsSpec,
     announce_random_weights,
     autocast_for,
@@ -61,6 +67,7 @@ from avvp.extract.backbones.weights import (
     chunked,
     downloads_allowed,
     missing_weights_message,
+    require_network,
     seeded_init,
     torch_device,
 )
@@ -79,6 +86,19 @@ TOKEN_GRID = (2, 32)  # (frequency groups, time groups) of the HTS-AT token map
 TOKEN_DIM = 768
 NUM_TOKENS = TOKEN_GRID[0] * TOKEN_GRID[1]
 
+CLAP_RECIPES = {
+    "reference": InputRecipe(
+        "VALOR utils/clap_preprocess.py (librosa.load sr=48000) + laion_clap get_audio_embedding_from_data",
+        ("whole-file librosa.load(sr=48000) waveform of length L", "pieces [round(i L / 10), + L // 10)",
+         "token waveform x[round(linspace(0, L-1, 480000))]", "int16 round trip", "repeat-pad pieces to 480000",
+         "fusion log-mel")),
+    "clean": InputRecipe(
+        "avvp clean",
+        ("window cut to 480000 samples (ffmpeg int16 + soxr HQ)", "pieces [round(i L / 10), + L // 10)",
+         "token waveform x[round(linspace(0, L-1, 480000))]", "int16 round trip", "repeat-pad pieces to 480000",
+         "fusion log-mel")),
+}
+
 CLAP_630K_FUSION = WeightsSpec(
     backbone="clap",
     weights_name="laion_clap:630k-fusion-best",
@@ -86,6 +106,7 @@ CLAP_630K_FUSION = WeightsSpec(
     url="https://huggingface.co/lukewys/laion_clap/resolve/main/630k-fusion-best.pt",
     # laion_clap's own download location is its package directory (handled below), not a std cache
     cache="none",
+    recipes=CLAP_RECIPES,
 )
 TOKENIZER_SUBDIR = "roberta-base"  # <weights_dir>/roberta-base/{vocab.json, merges.txt}
 TOKENIZER_HF_REPOS = ("FacebookAI/roberta-base", "roberta-base")
@@ -131,14 +152,22 @@ def resample_by_index(waveform: np.ndarray, target: int = CLIP_SAMPLES) -> np.nd
     return np.asarray(waveform, dtype=np.float32)[index]
 
 
-def video_waveforms(audio_48k: np.ndarray) -> np.ndarray:
-    """(11, 480000) float32: the 10 padded pieces (rows 0-9) and the whole clip (row 10), each after
-    the int16 round trip, in the order VALOR applies the operations."""
+def clap_inputs(audio_48k: np.ndarray) -> dict[str, np.ndarray]:
+    """VALOR's two CLAP inputs before int16 quantisation and padding: "clap_segments" (10, L // 10)
+    (the per-second pieces) and "clap_tokens" (480000,) (the whole clip resampled by index)."""
     audio = np.asarray(audio_48k, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"audio_48k must be mono (n,), got shape {audio.shape}")
-    rows = [repeat_pad(int16_round_trip(audio[start:stop])) for start, stop in segment_bounds(len(audio))]
-    rows.append(int16_round_trip(resample_by_index(audio)))
+    pieces = np.stack([audio[start:stop] for start, stop in segment_bounds(len(audio))])
+    return {"clap_segments": pieces, "clap_tokens": resample_by_index(audio)}
+
+
+def video_waveforms(audio_48k: np.ndarray) -> np.ndarray:
+    """(11, 480000) float32: the 10 padded pieces (rows 0-9) and the whole clip (row 10), each after
+    the int16 round trip, in the order VALOR applies the operations."""
+    inputs = clap_inputs(audio_48k)
+    rows = [repeat_pad(int16_round_trip(piece)) for piece in inputs["clap_segments"]]
+    rows.append(int16_round_trip(inputs["clap_tokens"]))
     return np.stack(rows)
 
 
@@ -301,7 +330,7 @@ class ClapBackbone(Backbone):
                     "merges.txt found): its token ids are not roberta's, text embeddings are meaningless",
                     file=sys.stderr, flush=True,
                 )
-        else:
+        elif not self.inputs_only:
             self.checkpoint = resolve_clap_checkpoint(str(config.option("ckpt", CLAP_630K_FUSION.filename)),
                                                       config.weights_dir)
             if self.tokenizer_dir is None:
@@ -319,6 +348,8 @@ class ClapBackbone(Backbone):
         self._filterbank = None
         self._text_embeddings: np.ndarray | None = None
 
+    recipes = CLAP_RECIPES
+
     def weights_id(self) -> str:
         return "random" if self.checkpoint is None else f"laion_clap:{self.checkpoint.name}"
 
@@ -326,6 +357,7 @@ class ClapBackbone(Backbone):
     def load_model(self):
         """The laion_clap `CLAP_Module` in eval mode on `self.device` (built once, on first call)."""
         if self._module is None:
+            require_network(self)
             tokenizer = self._tokenizer if self._tokenizer is not None else clap_offline.byte_level_roberta_tokenizer()
             with seeded_init(self.random_seed):
                 module = clap_offline.build_clap_module(tokenizer, enable_fusion=self.enable_fusion,
@@ -410,6 +442,8 @@ class ClapBackbone(Backbone):
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
         import torch
 
+        for v in videos:
+            self.check_profile(v)
         results = [self._zeros() for _ in videos]
         audible = [i for i, v in enumerate(videos) if v.has_audio]
         if not audible:
@@ -430,6 +464,15 @@ class ClapBackbone(Backbone):
                 "features/clap_tokens": tokens[k * per_video + NUM_SEGMENTS].astype(np.float32),
             }
         return results
+
+    def network_inputs(self, video: VideoInput) -> dict[str, np.ndarray]:
+        """{"clap_segments": (10, L // 10), "clap_tokens": (480000,)} float32, before the int16 round trip
+        and repeat-padding (zeros of the clean shapes without audio)."""
+        self.check_profile(video)
+        if not video.has_audio:
+            return {"clap_segments": np.zeros((NUM_SEGMENTS, CLIP_SAMPLES // NUM_SEGMENTS), np.float32),
+                    "clap_tokens": np.zeros(CLIP_SAMPLES, np.float32)}
+        return clap_inputs(video.audio_48k)
 
     def _zeros(self) -> dict[str, np.ndarray]:
         return {spec.path: np.zeros(spec.shape, dtype=spec.dtype) for spec in self.outputs()}

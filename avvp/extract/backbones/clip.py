@@ -11,6 +11,11 @@ logit_scale.exp() (100 for OpenAI CLIP) × cosine(image, text) against the 25 pr
 Outputs per video: "features/clip" (10, D) L2-normalised, "zeroshot/clip" (10, 25) scaled logits.
 Once per dataset: "text/clip" (25, D) L2-normalised prompt embeddings (attrs: prompts, logit_scale).
 
+Input profiles (`CLIP_RECIPES`): "reference" takes VALOR's frames `round(linspace(0, N-1, 10))` over
+ALL N JPEGs (`DecodedVideo.segment_frames`; they differ from 10 of the 80 selected frames whenever
+N is not 80 or 82), PIL-decoded, as contiguous CHW float tensors like torchvision's ToTensor; "clean"
+takes frames [0, 9, 18, 26, 35, 44, 53, 61, 70, 79] of the 80 raw selected frames.
+
 Implementation choices, each pinned by a test:
 - Model: open_clip (`model` option, default "ViT-L-14"; `pretrained` tag, default "openai"). OpenAI's
   CLIP uses QuickGELU, but open_clip's plain "ViT-L-14" config uses GELU; we build with the tag's
@@ -44,6 +49,7 @@ from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneConfig, Out
 from avvp.extract.backbones.prompts import CLIP_PROMPTS
 from avvp.extract.backbones.resnet152 import FRAME_FPS, FRAMES_PER_VIDEO, check_frames, frames_to_nchw
 from avvp.extract.backbones.weights import (
+    InputRecipe,
     ResolvedWeights,
     WeightsSpec,
     announce_random_weights,
@@ -52,10 +58,22 @@ from avvp.extract.backbones.weights import (
     check_weights_mode,
     chunked,
     exact_fp32,
+    require_network,
     resolve_weights_file,
     seeded_init,
     torch_device,
 )
+
+CLIP_RECIPES = {
+    "reference": InputRecipe(
+        "VALOR utils/clip_preprocess.py",
+        ("ffmpeg -r 8 JPEGs decoded by PIL", "frames round(linspace(0, N-1, 10)) over all N", "ToTensor",
+         "tensor Resize((224, 224)) bilinear, no antialias (torchvision 0.13)", "Normalize(CLIP)")),
+    "clean": InputRecipe(
+        "avvp clean",
+        ("raw decoded frames (no JPEG)", "frames round(linspace(0, 79, 10)) of the 80 selected", "ToTensor",
+         "tensor Resize((224, 224)) bilinear, antialias per option", "Normalize(CLIP)")),
+}
 
 DEFAULT_MODEL = "ViT-L-14"
 DEFAULT_PRETRAINED = "openai"
@@ -109,6 +127,7 @@ def open_clip_weights_spec(model: str, tag: str) -> WeightsSpec:
             "std": list(cfg.get("std", OPENAI_STD)),
             "quick_gelu": bool(cfg.get("quick_gelu", False)),
         },
+        recipes=CLIP_RECIPES,
     )
 
 
@@ -157,6 +176,8 @@ class ClipBackbone(Backbone):
         quick_gelu = config.option("quick_gelu", None)
         self.quick_gelu = bool(self.weights_spec.preprocessing["quick_gelu"] if quick_gelu is None else quick_gelu)
         self.antialias = bool(config.option("antialias", False))
+        if self.antialias and config.profile == "reference":
+            raise ValueError("clip: antialias=True is not VALOR's resize; use it with profile='clean'")
         self.batch_frames = int(config.option("batch_frames", 64))
         if self.batch_frames < 1:
             raise ValueError(f"clip: batch_frames must be >= 1, got {self.batch_frames}")
@@ -171,11 +192,13 @@ class ClipBackbone(Backbone):
         self.resolved: ResolvedWeights | None = None
         if self.random_weights:
             announce_random_weights(self.name)
-        else:
+        elif not self.inputs_only:
             self.resolved = resolve_weights_file(self.weights_spec, config.weights_dir)
         self._model = None
         self._text: np.ndarray | None = None
         self._logit_scale: float | None = None
+
+    recipes = CLIP_RECIPES
 
     def _common_attrs(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {"model": self.model_name, "pretrained": self.pretrained_tag,
@@ -189,7 +212,8 @@ class ClipBackbone(Backbone):
             **self._common_attrs(),
             "fps": 1,  # one frame per 1 s segment
             "source_fps": FRAME_FPS,
-            "frame_indices": [int(i) for i in self.frame_indices],
+            "frame_indices": ("round(linspace(0, N-1, 10)) over all N 8 fps frames" if self.profile == "reference"
+                              else [int(i) for i in self.frame_indices]),
             "image_size": list(self.image_size),
             "resize": "squash, bilinear, no crop, " + ("antialiased" if self.antialias else "no antialias (VALOR)"),
             "mean": list(self.mean),
@@ -211,6 +235,7 @@ class ClipBackbone(Backbone):
             import open_clip
             import torch
 
+            require_network(self)
             pretrained = None if self.resolved is None else str(self.resolved.path)
             with seeded_init(self.random_seed):
                 model = open_clip.create_model(self.model_name, pretrained=pretrained,
@@ -247,18 +272,39 @@ class ClipBackbone(Backbone):
 
     # -- extraction -------------------------------------------------------------------------
 
+    def segment_frames(self, video: VideoInput) -> np.ndarray:
+        """The 10 frames CLIP sees: the decoder's `segment_frames` (reference profile: VALOR's choice over
+        all N frames), else frames [0, 9, 18, ...] of the 80 selected ones."""
+        frames = check_frames(video, self.name)
+        seg = getattr(video, "segment_frames", None) if self.profile == "reference" else None
+        if seg is None:
+            return frames[self.frame_indices]
+        seg = np.asarray(seg)
+        if seg.dtype != np.uint8 or seg.shape != (NUM_SEGMENTS, *frames.shape[1:]):
+            raise ValueError(f"clip: segment_frames must be ({NUM_SEGMENTS}, H, W, 3) uint8 like the frames, got {seg.shape} {seg.dtype}")
+        return seg
+
     def preprocess(self, frames: np.ndarray):
-        """(80, H, W, 3) uint8 → (10, 3, S, S) float32 CPU: the segment frames, ToTensor, squash
-        bilinear resize (align_corners=False, antialias per option), CLIP mean/std."""
+        """(10, H, W, 3) uint8 segment frames → (10, 3, S, S) float32 CPU: ToTensor, squash bilinear
+        resize (align_corners=False, antialias per option), CLIP mean/std."""
         import torch
         import torch.nn.functional as F
 
-        x = frames_to_nchw(frames[self.frame_indices]).float().div_(255.0)
+        if self.profile == "reference":
+            # torchvision ToTensor: a contiguous CHW float image (the resize kernel differs for channels_last)
+            x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous().float().div(255)
+        else:
+            x = frames_to_nchw(frames).float().div_(255.0)
         if tuple(x.shape[-2:]) != self.image_size:
             x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=self.antialias)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
         return ((x - mean) / std).contiguous()
+
+    def network_inputs(self, video: VideoInput) -> dict[str, np.ndarray]:
+        """{"pixels": (10, 3, 224, 224) float32}: the normalised images the image tower sees."""
+        self.check_profile(video)
+        return {"pixels": self.preprocess(self.segment_frames(video)).numpy()}
 
     def embed(self, images):
         """Normalised images (N, 3, S, S) → (N, D) L2-normalised float32 CPU tensor."""
@@ -283,7 +329,9 @@ class ClipBackbone(Backbone):
 
         if not videos:
             return []
-        images = torch.cat([self.preprocess(check_frames(v, self.name)) for v in videos])
+        for v in videos:
+            self.check_profile(v)
+        images = torch.cat([self.preprocess(self.segment_frames(v)) for v in videos])
         feats = self.embed(images).numpy()
         scores = self.zeroshot_scores(feats)
         results = []

@@ -8,8 +8,10 @@ clips of 8 consecutive frames, each (3, 8, 112, 112) through torchvision `r2plus
 without its final fc → (10, 512) float32 per video: one row per 1 s segment.
 
 Weights: torchvision `R2Plus1D_18_Weights.KINETICS400_V1` (`r2plus1d_18-91a641e6.pth`), fc = identity.
-The resize is `resnet152.resize_like_pil` (PIL-equivalent to within one grey level, measured in the
-tests), on the CPU, so the pixels fed to the network do not depend on the device.
+Input profiles (`R2PLUS1D_RECIPES`): "reference" resizes with PIL itself (`resnet152.resize_with_pil`,
+the official `transforms.Resize((112, 112))` on PIL images) on the PIL-decoded JPEG frames; "clean"
+uses `resnet152.resize_like_pil` (torch's uint8 kernel, PIL-equivalent to within one grey level) on the
+raw frames. Both run on the CPU, so the pixels fed to the network do not depend on the device.
 """
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ from avvp.extract.backbones.resnet152 import (
     frames_to_nchw,
     normalize_on_device,
     resize_like_pil,
+    resize_with_pil,
 )
 from avvp.extract.backbones.weights import (
+    InputRecipe,
     ResolvedWeights,
     WeightsSpec,
     announce_random_weights,
@@ -37,6 +41,7 @@ from avvp.extract.backbones.weights import (
     check_weights_mode,
     chunked,
     load_state_dict_file,
+    require_network,
     resolve_weights_file,
     seeded_init,
     torch_device,
@@ -45,6 +50,19 @@ from avvp.extract.backbones.weights import (
 CLIP_FRAMES = FRAMES_PER_VIDEO // NUM_SEGMENTS  # 8 consecutive frames (1 s at 8 fps) per clip
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+R2PLUS1D_RECIPES = {
+    "reference": InputRecipe(
+        "AVVP scripts/extract_3D_feat.py + scripts/utils.py TransformImage",
+        ("ffmpeg -r 8 JPEGs decoded by PIL", "frames round(linspace(0, N-1, 80))",
+         "PIL Resize((112, 112)) bilinear, no crop", "ToTensor", "Normalize(Kinetics)",
+         "clip k = frames 8k..8k+7")),
+    "clean": InputRecipe(
+        "avvp clean",
+        ("raw decoded frames (no JPEG)", "frames round(linspace(0, N-1, 80)), time rule for short clips",
+         "torch uint8 antialiased bilinear squash to 112x112 (PIL to 1 grey level)", "ToTensor",
+         "Normalize(Kinetics)", "clip k = frames 8k..8k+7")),
+}
 
 R2PLUS1D_18_KINETICS400_V1 = WeightsSpec(
     backbone="r2plus1d",
@@ -59,6 +77,7 @@ R2PLUS1D_18_KINETICS400_V1 = WeightsSpec(
         "mean": list(KINETICS_MEAN),
         "std": list(KINETICS_STD),
     },
+    recipes=R2PLUS1D_RECIPES,
 )
 
 
@@ -84,12 +103,16 @@ class R2Plus1DBackbone(Backbone):
         self.resolved: ResolvedWeights | None = None
         if self.random_weights:
             announce_random_weights(self.name)
-        else:
+        elif not self.inputs_only:
             self.resolved = resolve_weights_file(self.weights_spec, config.weights_dir)
         self._model = None
 
+    recipes = R2PLUS1D_RECIPES
+
     def outputs(self) -> list[OutputSpec]:
         attrs: dict[str, Any] = {"fps": FRAME_FPS, "clip_frames": CLIP_FRAMES, **self.weights_spec.preprocessing}
+        if self.profile == "reference":
+            attrs["interpolation"] = "bilinear, PIL Image.resize (AVVP scripts/utils.py TransformImage)"
         if self.random_weights:
             attrs["random_seed"] = self.random_seed
         return [OutputSpec(f"features/{self.name}", (NUM_SEGMENTS, self.feature_dim), "float32",
@@ -101,6 +124,7 @@ class R2Plus1DBackbone(Backbone):
             import torch
             from torchvision.models.video import r2plus1d_18
 
+            require_network(self)
             with seeded_init(self.random_seed):
                 model = r2plus1d_18(weights=None)
             if self.resolved is not None:
@@ -114,26 +138,40 @@ class R2Plus1DBackbone(Backbone):
 
     def preprocess(self, frames: np.ndarray):
         """(80, H, W, 3) uint8 → (10, 3, 8, 112, 112) uint8 CPU clips: squash resize, 8 frames a clip."""
-        images = resize_like_pil(frames_to_nchw(frames), tuple(self.weights_spec.preprocessing["resize"]))
+        size = tuple(self.weights_spec.preprocessing["resize"])
+        if self.profile == "reference":
+            images = resize_with_pil(frames, size)
+        else:
+            images = resize_like_pil(frames_to_nchw(frames), size)
         n, c, h, w = images.shape
         # clip k = frames 8k .. 8k+7, laid out (C, T, H, W) as the video network expects
         return images.reshape(n // CLIP_FRAMES, CLIP_FRAMES, c, h, w).permute(0, 2, 1, 3, 4)
+
+    def normalize(self, clips_uint8, device):
+        """uint8 clips (N, 3, T, H, W) → float32 on `device`: ToTensor + Normalize(Kinetics) per frame."""
+        pre = self.weights_spec.preprocessing
+        n, c, t, h, w = clips_uint8.shape
+        # normalise as frames (N*T, C, H, W), then back to (N, C, T, H, W)
+        frames = clips_uint8.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
+        x = normalize_on_device(frames, pre["mean"], pre["std"], device)
+        return x.reshape(n, t, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
+
+    def network_inputs(self, video: VideoInput) -> dict[str, np.ndarray]:
+        """{"pixels": (10, 3, 8, 112, 112) float32}: the normalised clips the network sees."""
+        import torch
+
+        self.check_profile(video)
+        return {"pixels": self.normalize(self.preprocess(check_frames(video, self.name)), torch.device("cpu")).numpy()}
 
     def embed(self, clips_uint8):
         """uint8 clips (N, 3, 8, 112, 112) → (N, 512) float32 CPU tensor, `batch_clips` at a time."""
         import torch
 
         model = self.load_model()
-        pre = self.weights_spec.preprocessing
         out = []
         with torch.inference_mode(), autocast_for(self.config, self.device):
             for part in chunked(clips_uint8.shape[0], self.batch_clips):
-                clips = clips_uint8[part]
-                n, c, t, h, w = clips.shape
-                # normalise as frames (N*T, C, H, W), then back to (N, C, T, H, W)
-                frames = clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
-                x = normalize_on_device(frames, pre["mean"], pre["std"], self.device)
-                x = x.reshape(n, t, c, h, w).permute(0, 2, 1, 3, 4).contiguous(memory_format=torch.channels_last_3d)
+                x = self.normalize(clips_uint8[part], self.device).contiguous(memory_format=torch.channels_last_3d)
                 out.append(model(x).float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.feature_dim)
 
@@ -142,6 +180,8 @@ class R2Plus1DBackbone(Backbone):
 
         if not videos:
             return []
+        for v in videos:
+            self.check_profile(v)
         clips = torch.cat([self.preprocess(check_frames(v, self.name)) for v in videos])
         feats = self.embed(clips).numpy()
         return [{f"features/{self.name}": np.ascontiguousarray(feats[i * NUM_SEGMENTS:(i + 1) * NUM_SEGMENTS])}

@@ -6,12 +6,17 @@ replaced by identity; preprocessing `LoadTransformImage` = PIL `Resize(256)` (sh
 PIL's antialiasing) → `CenterCrop(224)` → ToTensor → ImageNet mean/std. Output (80, 2048) float32 per
 video; the parsers average every 8 frames after their own projection.
 
-We use torchvision's `ResNet152_Weights.IMAGENET1K_V1` (`resnet152-394f9c45.pth`; the older
-`resnet152-b121ed2d.pth` that pretrainedmodels downloads is accepted under --weights-dir too), `fc`
-replaced by identity, i.e. the 2048-d global-average-pooled activation.
+We use torchvision's `ResNet152_Weights.IMAGENET1K_V1` (`resnet152-394f9c45.pth`), `fc` replaced by
+identity, i.e. the 2048-d global-average-pooled activation. The file the official script loaded is
+`resnet152-b121ed2d.pth`: pretrainedmodels' `resnet152('imagenet')` downloads torchvision's original
+URL of that name (keys `fc.*`) and only renames the module to `last_linear` after loading; it is
+accepted under --weights-dir and in the torch cache, and a state dict saved from a pretrainedmodels
+model (keys `last_linear.*`) is mapped back to `fc.*` (`pretrainedmodels_to_torchvision_keys`).
 
-Preprocessing runs in torch on uint8 tensors, vectorised over all frames of a video:
-`resize_like_pil` uses torch's antialiased bilinear uint8 kernel, which reproduces PIL's
+Input profiles (`RESNET152_RECIPES`): "reference" resizes each frame with PIL itself
+(`Image.resize((w, h), BILINEAR)`, what torchvision's `Resize` does on a PIL image, so the pixels are
+pretrainedmodels' to the bit; the frames are the PIL-decoded JPEGs of the decoder's reference profile).
+"clean" runs in torch on uint8 tensors, vectorised over all frames of a video: `resize_like_pil` uses torch's antialiased bilinear uint8 kernel, which reproduces PIL's
 `Image.resize(BILINEAR)` to within 1/255 (measured: max |diff| = 1 grey level on ≤0.4 % of pixels
 for downscaling 640x360/320x240 → 455x256/341x256; the float path of `F.interpolate` followed by
 rounding differs on 10-20 % of pixels, so it is not used). The resize always runs on the CPU, so the
@@ -33,6 +38,7 @@ from avvp.extract.backbones.base import (
     VideoInput,
 )
 from avvp.extract.backbones.weights import (
+    InputRecipe,
     ResolvedWeights,
     WeightsSpec,
     announce_random_weights,
@@ -41,6 +47,7 @@ from avvp.extract.backbones.weights import (
     check_weights_mode,
     chunked,
     load_state_dict_file,
+    require_network,
     resolve_weights_file,
     seeded_init,
     torch_device,
@@ -51,6 +58,18 @@ FRAME_FPS = 8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+RESNET152_RECIPES = {
+    "reference": InputRecipe(
+        "AVVP scripts/extract_rgb_feat.py + pretrainedmodels LoadTransformImage",
+        ("ffmpeg -r 8 JPEGs decoded by PIL", "frames round(linspace(0, N-1, 80))",
+         "PIL Resize(256) shorter side, bilinear", "CenterCrop(224)", "ToTensor", "Normalize(ImageNet)")),
+    "clean": InputRecipe(
+        "avvp clean",
+        ("raw decoded frames (no JPEG)", "frames round(linspace(0, N-1, 80)), time rule for short clips",
+         "torch uint8 antialiased bilinear Resize(256) shorter side (PIL to 1 grey level)", "CenterCrop(224)",
+         "ToTensor", "Normalize(ImageNet)")),
+}
 
 RESNET152_IMAGENET1K_V1 = WeightsSpec(
     backbone="resnet152",
@@ -68,6 +87,7 @@ RESNET152_IMAGENET1K_V1 = WeightsSpec(
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
     },
+    recipes=RESNET152_RECIPES,
 )
 
 COMMON_OPTIONS = {
@@ -139,6 +159,23 @@ def center_crop(images, crop: int):
     return images[..., top:top + crop, left:left + crop]
 
 
+def resize_with_pil(frames: np.ndarray, size: tuple[int, int]):
+    """PIL `Image.resize((w, h), BILINEAR)` of every (H, W, 3) uint8 frame, `size` = (height, width):
+    exactly what torchvision's `Resize` computes on PIL images (the official transforms). Returns a
+    (N, 3, h, w) uint8 CPU tensor."""
+    import torch
+    from PIL import Image
+
+    height, width = size
+    resized = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
+    return torch.from_numpy(resized).permute(0, 3, 1, 2).contiguous()
+
+
+def pretrainedmodels_to_torchvision_keys(state: dict) -> dict:
+    """A state dict saved from a pretrainedmodels ResNet (`last_linear.*`) in torchvision's layout (`fc.*`)."""
+    return {("fc." + k[len("last_linear."):] if k.startswith("last_linear.") else k): v for k, v in state.items()}
+
+
 def normalize_on_device(images_uint8, mean: Sequence[float], std: Sequence[float], device):
     """uint8 (N, 3, H, W) → float32 on `device`, scaled to [0, 1] (ToTensor) and mean/std-normalised."""
     import torch
@@ -175,12 +212,16 @@ class ResNet152Backbone(Backbone):
         self.resolved: ResolvedWeights | None = None
         if self.random_weights:
             announce_random_weights(self.name)
-        else:
+        elif not self.inputs_only:
             self.resolved = resolve_weights_file(self.weights_spec, config.weights_dir)
         self._model = None
 
+    recipes = RESNET152_RECIPES
+
     def outputs(self) -> list[OutputSpec]:
         attrs: dict[str, Any] = {"fps": FRAME_FPS, **self.weights_spec.preprocessing}
+        if self.profile == "reference":
+            attrs["interpolation"] = "bilinear, PIL Image.resize (pretrainedmodels TransformImage)"
         if self.random_weights:
             attrs["random_seed"] = self.random_seed
         return [OutputSpec(f"features/{self.name}", (FRAMES_PER_VIDEO, self.feature_dim), "float32",
@@ -194,10 +235,12 @@ class ResNet152Backbone(Backbone):
             import torch
             import torchvision
 
+            require_network(self)
             with seeded_init(self.random_seed):
                 model = torchvision.models.resnet152(weights=None)
             if self.resolved is not None:
-                model.load_state_dict(load_state_dict_file(self.resolved.path), strict=True)
+                state = pretrainedmodels_to_torchvision_keys(load_state_dict_file(self.resolved.path))
+                model.load_state_dict(state, strict=True)
             model.fc = torch.nn.Identity()
             # channels_last: faster convolutions on CPU (oneDNN) and on CUDA tensor cores
             model = model.to(memory_format=torch.channels_last)
@@ -207,10 +250,22 @@ class ResNet152Backbone(Backbone):
     # -- extraction -------------------------------------------------------------------------
 
     def preprocess(self, frames: np.ndarray):
-        """(N, H, W, 3) uint8 → (N, 3, 224, 224) uint8 CPU tensor: Resize(256) + CenterCrop(224)."""
-        images = frames_to_nchw(frames)
-        size = shorter_side_size(images.shape[-2], images.shape[-1], self.weights_spec.preprocessing["resize_shorter_side"])
-        return center_crop(resize_like_pil(images, size), self.weights_spec.preprocessing["crop"])
+        """(N, H, W, 3) uint8 → (N, 3, 224, 224) uint8 CPU tensor: Resize(256) + CenterCrop(224), with PIL
+        (reference profile) or torch's uint8 kernel (clean)."""
+        pre = self.weights_spec.preprocessing
+        size = shorter_side_size(frames.shape[1], frames.shape[2], pre["resize_shorter_side"])
+        if self.profile == "reference":
+            return center_crop(resize_with_pil(frames, size), pre["crop"])
+        return center_crop(resize_like_pil(frames_to_nchw(frames), size), pre["crop"])
+
+    def network_inputs(self, video: VideoInput) -> dict[str, np.ndarray]:
+        """{"pixels": (80, 3, 224, 224) float32}: the normalised images the network sees."""
+        import torch
+
+        self.check_profile(video)
+        pre = self.weights_spec.preprocessing
+        images = self.preprocess(check_frames(video, self.name))
+        return {"pixels": normalize_on_device(images, pre["mean"], pre["std"], torch.device("cpu")).numpy()}
 
     def embed(self, images_uint8):
         """Preprocessed uint8 (N, 3, 224, 224) → (N, 2048) float32 CPU tensor, `batch_frames` at a time."""
@@ -230,6 +285,8 @@ class ResNet152Backbone(Backbone):
 
         if not videos:
             return []
+        for v in videos:
+            self.check_profile(v)
         # frames of all videos go through the network together (each video resized at its own size)
         images = torch.cat([self.preprocess(check_frames(v, self.name)) for v in videos])
         feats = self.embed(images).numpy()

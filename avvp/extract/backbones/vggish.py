@@ -25,6 +25,12 @@ Optional postprocess (option `postprocess=True`): the AudioSet release's PCA + w
 [-2, 2], scale to [0, 255] and TRUNCATE to 8 bit as TF's `vggish_postprocess` does (`astype(uint8)`;
 torchvggish rounds instead). The values 0..255 are stored as float32.
 
+Input profiles (`VGGISH_RECIPES`): the frontend is the same; the 16 kHz waveform differs. "reference"
+is the decoder's port of AVVP `scripts/extract_audio.py` (moviepy 1.0.3 `write_audiofile(fps=16000)`:
+44.1 kHz stereo picked by index, no anti-alias filter, clipped to ±0.99, int16), channels averaged as
+VGGish's wav reader does, `int(16000 * duration)` samples; "clean" is soxr resampling of the window's
+exact 160000 samples.
+
 Windows: exactly 10 examples are required per video (the reference asserts (10, 96, 64) and skips
 other clips); a 10 s window at 16 kHz gives exactly 10.
 """
@@ -46,6 +52,7 @@ from avvp.extract.backbones.base import (
     WeightsUnavailable,
 )
 from avvp.extract.backbones.weights import (
+    InputRecipe,
     ResolvedWeights,
     WeightsSpec,
     announce_random_weights,
@@ -54,6 +61,7 @@ from avvp.extract.backbones.weights import (
     check_weights_mode,
     chunked,
     load_state_dict_file,
+    require_network,
     resolve_weights_file,
     seeded_init,
     torch_device,
@@ -63,6 +71,17 @@ EMBEDDING_SIZE = 128
 FLATTENED_SIZE = 512 * 6 * 4  # 96×64 input after four 2×2 pools → 6×4, 512 channels
 CONV_CHANNELS: tuple[Any, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M")
 QUANTIZE_MIN, QUANTIZE_MAX = -2.0, 2.0
+
+VGGISH_RECIPES = {
+    "reference": InputRecipe(
+        "AVVP scripts/extract_audio.py (moviepy 1.0.3 write_audiofile fps=16000) + VGGish wavfile_to_examples",
+        ("ffmpeg -ar 44100 -ac 2 s16", "sample round(44100 k / 16000), moviepy buffer", "clip +-0.99, x32768, int16",
+         "stereo mean / 32768", "log-mel 25 ms / 10 ms, 64 bands 125-7500 Hz, log(x + 0.01)", "10 examples of 0.96 s")),
+    "clean": InputRecipe(
+        "avvp clean",
+        ("ffmpeg int16 + soxr HQ to 16 kHz, channel mean, window cut to 160000 samples",
+         "log-mel 25 ms / 10 ms, 64 bands 125-7500 Hz, log(x + 0.01)", "10 examples of 0.96 s")),
+}
 
 # The file names carry what looks like a hash suffix, but it is not verified here (no hash is
 # published with them), so no sha256_prefix is set.
@@ -232,13 +251,15 @@ class VGGishBackbone(Backbone):
         self.pca: ResolvedWeights | None = None
         if self.random_weights:
             announce_random_weights(self.name)
-        else:
+        elif not self.inputs_only:
             self.resolved = resolve_vggish_weights(config.weights_dir)
-        if self.postprocess and not self.random_weights:
+        if self.postprocess and not self.random_weights and not self.inputs_only:
             # with random weights the PCA parameters are random too (see pca_params)
             self.pca = resolve_weights_file(VGGISH_PCA, config.weights_dir)
         self._model = None
         self._pca_params: tuple[np.ndarray, np.ndarray] | None = None
+
+    recipes = VGGISH_RECIPES
 
     def weights_id(self) -> str:
         base = "random" if self.resolved is None else self.resolved.weights_id
@@ -262,6 +283,7 @@ class VGGishBackbone(Backbone):
         if self._model is None:
             import torch
 
+            require_network(self)
             if self.resolved is not None:
                 # no point initialising 72 M parameters that the file overwrites: build on the meta
                 # device and adopt the loaded tensors (strict: every key must match)
@@ -294,8 +316,17 @@ class VGGishBackbone(Backbone):
                 f"vggish: {len(audio)} samples at 16 kHz give {ex.shape[0]} examples of 0.96 s, need exactly "
                 f"{NUM_SEGMENTS} (between {frontend.STFT_WINDOW_SAMPLES + (NUM_SEGMENTS * 96 - 1) * 160} and "
                 f"{frontend.STFT_WINDOW_SAMPLES + ((NUM_SEGMENTS + 1) * 96 - 1) * 160 - 1} samples)"
+                + ("; the official AVVP pipeline skips such clips (profile 'clean' pads the window instead)"
+                   if self.profile == "reference" else "")
             )
         return ex.astype(np.float32)
+
+    def network_inputs(self, video: VideoInput) -> dict[str, np.ndarray]:
+        """{"log_mel": (10, 96, 64) float32}: the examples the network sees (zeros without audio)."""
+        self.check_profile(video)
+        if not video.has_audio:
+            return {"log_mel": np.zeros((NUM_SEGMENTS, frontend.EXAMPLE_FRAMES, frontend.NUM_MEL_BANDS), np.float32)}
+        return {"log_mel": self.examples(video)}
 
     def embed(self, examples: np.ndarray) -> np.ndarray:
         """(N, 96, 64) float32 examples → (N, 128) float32 raw embeddings."""
@@ -311,6 +342,8 @@ class VGGishBackbone(Backbone):
 
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
         results = [{"features/vggish": np.zeros((NUM_SEGMENTS, EMBEDDING_SIZE), np.float32)} for _ in videos]
+        for v in videos:
+            self.check_profile(v)
         audible = [i for i, v in enumerate(videos) if v.has_audio]
         if not audible:
             return results

@@ -59,7 +59,7 @@ from typing import Any, Iterator, Mapping, TextIO
 
 from avvp.extract.backbones.base import BackboneConfig, WeightsUnavailable
 
-WEIGHT_MODES = ("pretrained", "random")
+WEIGHT_MODES = ("pretrained", "random", "none")  # "none": preprocessing only (network_inputs), never a forward
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_PRECISION = "fp32"
 # Downloads are opt-in: avvp/_env.py puts the hub libraries offline unless AVVP_ONLINE=1.
@@ -80,6 +80,21 @@ class WeightsSpec:
     hf_repo: str = ""  # for cache="hf_hub": repository id
     hf_filenames: tuple[str, ...] = ()  # for cache="hf_hub": files tried in order in that repository
     preprocessing: Mapping[str, Any] = field(default_factory=dict)  # mean/std/size..., stored as attrs
+    recipes: Mapping[str, InputRecipe] = field(default_factory=dict)  # profile -> how inputs are made
+
+
+@dataclass(frozen=True)
+class InputRecipe:
+    """How one input profile prepares a backbone's network input, declared next to the weights.
+
+    `source` names the official code the profile reproduces (or "avvp clean"); `steps` lists the
+    operations in order. `describe()` is stored as the `input_recipe` attribute of every array."""
+
+    source: str
+    steps: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.source}: " + " -> ".join(self.steps)
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,16 @@ def check_weights_mode(config: BackboneConfig) -> None:
         raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {config.weights!r}")
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    from avvp.extract.decode import PROFILES
+
+    if config.profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {config.profile!r}")
+
+
+def require_network(backbone) -> None:
+    """Backbones built with weights="none" (network_inputs) never run their network."""
+    if backbone.inputs_only:
+        raise RuntimeError(f"{backbone.name}: built with weights='none' (inputs only); it has no network")
 
 
 def check_options(config: BackboneConfig, backbone: str, allowed: Mapping[str, str]) -> None:

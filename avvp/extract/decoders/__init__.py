@@ -1,7 +1,9 @@
 """Decoding backends, one module each; importing this package registers them in `DECODERS`.
 
-* `ffmpeg`  (`ffmpeg_pipe.py`): one ffmpeg process per window, `-r 8` rawvideo + f32le audio pipes.
+* `ffmpeg`  (`ffmpeg_pipe.py`): one ffmpeg process per window, `-r 8` rawvideo + f32le audio pipes
+  (clean profile); `ffmpeg_reference.py`: mjpeg image2pipe + moviepy/librosa audio (reference profile).
 * `decord`  (`decord_reader.py`): decord `VideoReader.get_batch` on the frame indices that the port
   of ffmpeg's rate conversion computes; audio through ffmpeg (same code as the ffmpeg backend).
+  Clean profile only (there is no JPEG round trip without ffmpeg's encoder).
 """
 from avvp.extract.decoders import decord_reader, ffmpeg_pipe  # noqa: F401  (registration)

@@ -38,6 +38,9 @@ class DecordDecoder(Decoder):
     name = "decord"
 
     def decode(self, info: MediaInfo, options: DecodeOptions) -> DecodedVideo:
+        if options.profile == "reference":
+            raise ValueError("the reference profile needs the ffmpeg decoder (its frames go through ffmpeg's "
+                             "mjpeg encoder, as the official scripts' JPEGs did); use decoder='ffmpeg' or profile='clean'")
         check_decodable(info, options)
         if not options.video and not info.audio:  # audio-only request, file without audio: zeros
             return assemble(info, options, self.name, None, None, 0, "none", None, {}, [])

@@ -138,7 +138,7 @@ def assemble(
         source_fps=info.video.fps if info.video else 0.0,
         audio_sample_rate_in=info.audio.sample_rate if info.audio else 0,
         audio_channels_in=info.audio.channels if info.audio else 0,
-        padded_seconds=padded_seconds(info, options), warnings=tuple(warnings),
+        padded_seconds=padded_seconds(info, options), warnings=tuple(warnings), profile=options.profile,
     )
 
 
@@ -170,6 +170,10 @@ class FfmpegPipeDecoder(Decoder):
 
     def decode(self, info: MediaInfo, options: DecodeOptions) -> DecodedVideo:
         check_decodable(info, options)
+        if options.profile == "reference":
+            from avvp.extract.decoders.ffmpeg_reference import decode_reference
+
+            return decode_reference(info, options, self.name)
         want_video = options.video
         audio_rates = options.audio_rates if info.audio is not None else ()
         if not want_video and not audio_rates:  # audio-only request, file without audio: zeros, no ffmpeg run

@@ -1,0 +1,150 @@
+"""The ffmpeg backend's `reference` profile: one ffmpeg process per window, the official inputs out.
+
+One input, up to three outputs, nothing on disk:
+
+    ffmpeg [-ss start] [-t window] -i V
+        -map 0:v -r 8 -f image2pipe -c:v mjpeg pipe:1            # = ffmpeg -i V -r 8 dir/%06d.jpg
+        -map 0:a -f s16le -acodec pcm_s16le -ar 44100 -ac 2 pipe:A  # = moviepy's audio reader
+        -map 0:a -f s16le -acodec pcm_s16le pipe:B                 # = audioread (librosa.load)
+
+The JPEGs are decoded by PIL and selected with `round(linspace(0, N-1, 80))` for every N (the AVVP
+scripts; no time rule), plus VALOR's 10 CLIP frames `round(linspace(0, N-1, 10))` over all N. The
+16 kHz track is moviepy's `write_audiofile(fps=16000)` output averaged over its two channels (what
+VGGish reads); the 48 kHz track is `librosa.load(sr=48000)`, whole (see `avvp.extract.reference_inputs`).
+
+Windows: the official tools read whole files. A window that reaches the end of the file (start +
+window >= duration - 1/fps, the same rule by which `num_windows` stops) therefore runs to the end of
+the file with no `-t`, so a 10 s LLP clip (container 10.0-10.1 s) is processed exactly as the file; a
+window that ends before the file does is cut with `-ss/-t` and processed as if the cut were the file
+(moviepy's duration is then the window length).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from avvp.extract import reference_inputs as ref
+from avvp.extract.decode import (
+    FFMPEG_BIN,
+    DecodedVideo,
+    DecodeError,
+    DecodeOptions,
+    MediaInfo,
+    cfr_frame_sources,
+    fit_audio,
+    frame_times_of,
+    padded_seconds,
+    run_ffmpeg,
+    _ffmpeg_path,
+)
+
+GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "error"]
+NUM_SEGMENT_FRAMES = 10  # VALOR: one CLIP frame per 1 s segment
+
+
+def reaches_end(info: MediaInfo, options: DecodeOptions) -> bool:
+    """Whether the window is the file's last one (then it runs to the end of the file, as the
+    official tools read files): start + window >= duration - one frame period."""
+    return options.start + options.window >= info.duration - 1.0 / options.fps - 1e-9
+
+
+def moviepy_duration(info: MediaInfo, options: DecodeOptions) -> float:
+    """The clip duration moviepy would use: the container duration as ffmpeg prints it for a window
+    that runs to the end of the file, the window length for a cut."""
+    if reaches_end(info, options):
+        return ref.ffmpeg_printed_duration(int(round((info.duration - options.start) * 1_000_000)))
+    return float(options.window)
+
+
+def build_command(info: MediaInfo, options: DecodeOptions, urls: list[str], *, video: bool,
+                  rates: tuple[int, ...]) -> list[str]:
+    cmd = [FFMPEG_BIN, *GLOBAL_ARGS]
+    if options.start > 0:
+        cmd += ["-ss", repr(float(options.start))]
+    if not reaches_end(info, options):
+        cmd += ["-t", repr(float(options.window))]
+    cmd += ["-i", _ffmpeg_path(info.path)]
+    if video:
+        assert info.video is not None
+        cmd += ["-map", f"0:{info.video.index}", "-r", str(options.fps), "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"]
+    for url, rate in zip(urls, rates):
+        assert info.audio is not None
+        cmd += ["-map", f"0:{info.audio.index}", "-f", "s16le", "-acodec", "pcm_s16le"]
+        if rate == 16000:  # moviepy's reader: 44.1 kHz stereo, resampled by moviepy itself (below)
+            cmd += ["-ar", str(ref.MOVIEPY_READER_FPS), "-ac", "2"]
+        cmd.append(url)  # 48000: audioread's native-rate, native-channel int16 (librosa resamples)
+    return cmd
+
+
+def decode_reference(info: MediaInfo, options: DecodeOptions, decoder_name: str) -> DecodedVideo:
+    """One window in the reference profile (the caller has run check_decodable)."""
+    want_video = options.video
+    rates = tuple(options.audio_rates) if info.audio is not None else ()
+    warnings: list[str] = []
+    frames = segment_frames = fps_indices = seg_indices = times = None
+    n = 0
+    pipes: list[bytes] = []
+    if want_video or rates:
+        sink: dict[str, bytes] = {}
+
+        def read_stdout(pipe) -> None:
+            sink["jpeg"] = pipe.read()
+
+        pipes, stderr = run_ffmpeg(lambda urls: build_command(info, options, urls, video=want_video, rates=rates),
+                                   len(rates), info.path, stdout_consumer=read_stdout)
+        warnings += [ln.strip() for ln in stderr.splitlines() if ln.strip()][-20:]
+        if want_video:
+            try:
+                jpegs = ref.split_jpeg_stream(sink.get("jpeg", b""))
+            except ValueError as err:
+                raise DecodeError(str(err), path=info.path, stderr=stderr) from None
+            n = len(jpegs)
+            if n == 0:
+                raise DecodeError(f"no video frames decoded in [{options.start}, {options.start + options.window}) s",
+                                  path=info.path, stderr=stderr)
+            fps_indices = ref.linspace_indices(n, options.num_frames)
+            seg_indices = ref.linspace_indices(n, NUM_SEGMENT_FRAMES)
+            both = ref.decode_jpegs(jpegs, np.concatenate([fps_indices, seg_indices]))
+            frames, segment_frames = both[:len(fps_indices)], both[len(fps_indices):]
+            times = _frame_times(info, options, n, fps_indices, warnings)
+    audio: dict[int, np.ndarray] = {}
+    for raw, rate in zip(pipes, rates):
+        assert info.audio is not None
+        if rate == 16000:
+            stream = np.frombuffer(raw[: len(raw) - len(raw) % 4], np.int16).reshape(-1, 2)
+            try:
+                wav = ref.moviepy_wav(stream, moviepy_duration(info, options))
+            except ref.ReferenceUnsupported as err:
+                raise DecodeError(f"reference audio (moviepy): {err}", path=info.path) from None
+            audio[rate] = ref.vggish_wav_mono(wav)
+        else:
+            audio[rate] = ref.librosa_load(raw, info.audio.channels, info.audio.sample_rate, rate)
+    for rate in options.audio_rates:  # no audio stream: silence of the window's length
+        audio.setdefault(rate, fit_audio(np.zeros(0, np.float32), round(options.window * rate)))
+    return DecodedVideo(
+        path=info.path, decoder=decoder_name, frames=frames, frame_times=times, frame_indices=fps_indices,
+        num_fps_frames=n, frame_rule="reference" if want_video else "none",
+        audio_16k=audio.get(16000), audio_48k=audio.get(48000),
+        has_audio=info.audio is not None, has_video=info.video is not None, duration=info.duration,
+        window_start=options.start, window=options.window, fps=options.fps,
+        source_fps=info.video.fps if info.video else 0.0,
+        audio_sample_rate_in=info.audio.sample_rate if info.audio else 0,
+        audio_channels_in=info.audio.channels if info.audio else 0,
+        padded_seconds=padded_seconds(info, options), warnings=tuple(warnings), profile="reference",
+        segment_frames=segment_frames, segment_frame_indices=seg_indices,
+    )
+
+
+def _frame_times(info: MediaInfo, options: DecodeOptions, n: int, fps_indices: np.ndarray,
+                 warnings: list[str]) -> np.ndarray:
+    """Source timestamps of the chosen frames from the rate-conversion port (grid times, with a
+    warning, when the port and ffmpeg disagree on the frame count)."""
+    if info.timeline is not None and len(info.timeline.pts):
+        duration = None if reaches_end(info, options) else options.window
+        sources = cfr_frame_sources(info, fps=options.fps, start=options.start, duration=duration,
+                                    max_frames=max(n, options.max_fps_frames) + 16)
+        if len(sources) == n:
+            return frame_times_of(info, sources[fps_indices])
+        warnings.append(f"frame_times: rate-conversion port gives {len(sources)} frames, ffmpeg {n}; using grid times")
+    else:
+        warnings.append("frame_times: no packet timestamps; using grid times")
+    return options.start + fps_indices.astype(np.float64) / options.fps
