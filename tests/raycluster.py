@@ -5,9 +5,9 @@ Every node runs with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which keeps every Ray 
 raylets, object managers) on loopback. Ray's CLI also refuses to start a *worker* node in that mode (a
 guard meant for Windows/macOS, where the variable is the switch for multi-node clusters); on Linux the
 only alternative, the variable at 1, makes Ray rewrite 127.0.0.1 into the machine's network address. So a
-worker node is started through Ray's own CLI entry point (`python raycluster.py start ...`) with that one
-guard lifted in the CLI process: node IP resolution, and every process the node starts, keep
-loopback-only mode.
+worker node is started through docker/ray_loopback_node.py (also used by docker/compose.host.yaml): Ray's
+own CLI with that one guard lifted in the CLI process; node IP resolution, and every process the node
+starts, keep loopback-only mode.
 
     head = RayNode.head(tmp)          # GCS on 127.0.0.1:head.port
     worker = RayNode.worker(head)
@@ -88,7 +88,7 @@ class RayNode:
 
     @classmethod
     def worker(cls, head: "RayNode", where: Path, num_cpus: int = 1) -> "RayNode":
-        args = [sys.executable, __file__, "start", "--block", "--address", head.address, "--node-ip-address", "127.0.0.1",
+        args = [sys.executable, str(ROOT / "docker" / "ray_loopback_node.py"), "start", "--block", "--address", head.address, "--node-ip-address", "127.0.0.1",
                 "--num-cpus", str(num_cpus), "--dashboard-agent-listen-port", str(free_port()),
                 "--metrics-export-port", str(free_port()), "--disable-usage-stats"]
         n = len(list(where.glob("worker-*.log")))
@@ -115,20 +115,3 @@ class RayNode:
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
-
-
-if __name__ == "__main__":  # `ray start` for a worker node, with only the multi-node guard of the CLI lifted
-    import types
-
-    import ray._private.ray_constants as constants
-    import ray.scripts.scripts as scripts
-
-    class _Constants(types.ModuleType):
-        def __getattr__(self, name):
-            return getattr(constants, name)
-
-    lifted = _Constants("ray_constants_for_the_cli")
-    lifted.ENABLE_RAY_CLUSTER = True
-    scripts.ray_constants = lifted  # services.get_node_ip_address still reads the real module: loopback
-    sys.argv = ["ray", *sys.argv[1:]]
-    scripts.main()
