@@ -69,7 +69,7 @@ PY
 
 # 3. one container, no network at all (embedded Ray inside it)
 t=$(now)
-docker run --rm --network none -e OMP_NUM_THREADS=1 -v "$work/videos:/data/videos:ro" -v "$work/out:/data/out" \
+docker run --rm --network none --shm-size 1g -e OMP_NUM_THREADS=1 -v "$work/videos:/data/videos:ro" -v "$work/out:/data/out" \
   "$tag" --videos /data/videos --out /data/out/none.h5 "${args[@]}"
 t_none=$(( $(now) - t ))
 compare "$work/out/none.h5"
