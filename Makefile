@@ -9,7 +9,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export RAY_AUTH_MODE ?= disabled
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench clean docker-test
 
 $(VENV)/.avvp-installed: pyproject.toml constraints.txt tools/setup_env.sh tools/install_torch_cuda_stub.sh tools/torch_cuda_stub.c
 	bash tools/setup_env.sh $(VENV)
@@ -33,6 +33,11 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/extract.py
 	$(PY) benchmarks/train.py
+
+# opt-in, not part of `make test`: builds the CPU image and runs it (one container with --network none, then a
+# host-network head + 2 workers on 127.0.0.1); BASE_IMAGE=... skips ../shared/tools/docker-local-base.sh
+docker-test: setup
+	PY=$(PY) bash docker/test.sh
 
 clean:
 	rm -rf demo_out .pytest_cache

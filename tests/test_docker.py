@@ -53,3 +53,29 @@ def test_compose_config_parses_when_a_client_is_present():
         pytest.skip("no `docker compose` client on this machine")
     out = subprocess.run([docker, "compose", "-f", str(DOCKER / "compose.yaml"), "config", "-q"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_host_compose_keeps_every_ray_address_on_loopback():
+    services = yaml.safe_load((DOCKER / "compose.host.yaml").read_text())["services"]
+    assert {"ray-head", "ray-worker-1", "ray-worker-2", "extract"} <= set(services)
+    for name, svc in services.items():
+        assert svc["network_mode"] == "host", name
+        assert svc["environment"]["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0", name
+        words = svc["command"]
+        assert "ports" not in svc
+        for w in words:  # every address a service names is on 127.0.0.1
+            if w.startswith(("--node-ip-address=", "--address=", "--dashboard-host=")) or w.startswith("ray://"):
+                assert "127.0.0.1" in w, (name, w)
+    assert "--include-dashboard=true" in services["ray-head"]["command"]  # the job server of `ray job submit`
+    assert all("ray_loopback_node.py" in services[w]["entrypoint"][-1] for w in ("ray-worker-1", "ray-worker-2"))
+
+
+def test_images_install_the_cluster_extra_non_editable():
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["cluster"]
+    assert any(r.startswith("ray[default") for r in extra)  # dashboard + job server on the head
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        text = (DOCKER / name).read_text()
+        assert "ARG BASE_IMAGE=" in text and "ARG AVVP_TORCH=" in text
+        assert 'AVVP_INSTALL="/opt/avvp/src[cluster]"' in text and "[dev]" not in text

@@ -128,7 +128,8 @@ def test_actor_reservation_leaves_a_cpu_for_decoding():
     from avvp.pipeline.ray_executor import _actor_cpus
 
     assert _actor_cpus(1.0, 1, 2.0, on_gpu=False) == 1.0
-    assert _actor_cpus(1.0, 2, 2.0, on_gpu=False) == 0.5  # was a hang: 2 actors took both CPUs
+    assert _actor_cpus(1.0, 2, 2.0, on_gpu=False) == 0.0  # was a hang: 2 actors took both CPUs
+    # (0.5 each was a hang too on two 1-CPU nodes: half a CPU left per node, tests/test_ray_cluster.py)
     assert _actor_cpus(1.0, 4, 16.0, on_gpu=False) == 1.0
     assert _actor_cpus(1.0, 8, 1.0, on_gpu=False) == 0.0
     assert _actor_cpus(1.0, 2, 2.0, on_gpu=True) == 1.0  # GPU actors: the GPU is the bound resource

@@ -13,7 +13,10 @@ Design (Ray Core, not Ray Data; see docs/distributed.md for why):
 - backpressure: at most `2 × workers` batches are in flight, so memory stays flat however many videos
   there are;
 - data errors (bad media, a backbone raising on one video) come back as failure rows, never as task
-  errors, so they are not retried.
+  errors, so they are not retried;
+- videos are read where the decode task runs, which may be another machine than the driver's: every
+  node needs the driver's paths (a shared filesystem); a file missing on a node is a decode failure row
+  that names the node (hostname, node IP, node id), never a hang.
 
 Embedded by default: with no address, Ray starts inside the command with loopback-only listeners
 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, `avvp._env.ray_defaults`), no dashboard, no auth token file, and a capped
@@ -37,9 +40,24 @@ from avvp.pipeline.jobs import VideoJob
 from avvp.pipeline.local import RunSummary, progress_bar
 
 
+def node_name() -> str:
+    """This Ray node as a person finds it: hostname, node IP and the start of the node id."""
+    import socket
+
+    import ray
+
+    return (f"{socket.gethostname()} {ray.util.get_node_ip_address()} "
+            f"node {ray.get_runtime_context().get_node_id()[:12]}")
+
+
 def _timed_decode(job: VideoJob, cfg: ExtractionConfig, need: frozenset[str]) -> tuple[Any, float]:
     t0 = time.perf_counter()
     decoded = decode_job(job, cfg, need)
+    if isinstance(decoded, StageFailure) and not os.path.exists(job.path):
+        # decode tasks run on any node: a path the driver discovered may not exist here (no shared
+        # filesystem, or the file went away); the row names the node so that the cause can be found
+        decoded = StageFailure("decode", f"file not found on node {node_name()}: {job.path} (every node reads "
+                                         f"the paths the driver discovered: mount the videos at the same path)")
     return decoded, time.perf_counter() - t0
 
 
@@ -68,15 +86,17 @@ class BackboneWorker:
 
 
 def _actor_cpus(requested: float, num_workers: int, cluster_cpus: float, on_gpu: bool) -> float:
-    """CPUs each backbone actor reserves. Decode tasks need one free CPU: if the actors would reserve
-    every CPU of the cluster (e.g. 2 CPU actors on a 2-CPU machine), no decode task could ever be
-    scheduled and the run would hang, so the reservation is shrunk to leave one CPU (and said so)."""
+    """CPUs each backbone actor reserves. Decode tasks need one whole free CPU on some node: if the actors
+    would reserve every CPU of the cluster (e.g. 2 CPU actors on a 2-CPU machine), no decode task could
+    ever be scheduled and the run would hang. A fractional reservation is no way out on a multi-node
+    cluster: 2 actors x 0.5 CPU on two 1-CPU nodes leave half a CPU per node and decoding still hangs
+    (measured, tests/test_ray_cluster.py). So such actors reserve nothing and share the CPUs (and say so)."""
     if on_gpu or cluster_cpus <= 0 or num_workers * requested <= cluster_cpus - 1:
         return requested
-    shrunk = max(0.0, (cluster_cpus - 1) / num_workers)
     print(f"avvp-extract: {num_workers} actors x {requested:g} CPU would leave no CPU for decoding on a "
-          f"{cluster_cpus:g}-CPU cluster; each actor reserves {shrunk:g} CPU instead", file=sys.stderr)
-    return shrunk
+          f"{cluster_cpus:g}-CPU cluster; the actors reserve no CPU and share them with the decode tasks",
+          file=sys.stderr)
+    return 0.0
 
 
 def init_ray(options: ExecutorOptions):
@@ -178,4 +198,4 @@ def _ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: Exe
     return run_ray(jobs, cfg, out, options)
 
 
-__all__ = ["run_ray", "init_ray", "BackboneWorker", "StageFailure"]
+__all__ = ["run_ray", "init_ray", "BackboneWorker", "StageFailure", "node_name"]

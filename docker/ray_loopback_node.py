@@ -1,0 +1,26 @@
+"""`ray start` for a WORKER node of a loopback-only (single-host) Ray cluster: `python ray_loopback_node.py start --address 127.0.0.1:PORT ...`.
+
+With RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 every Ray address (node IP, GCS, raylets, object managers) stays on
+127.0.0.1, but Ray's CLI then refuses to start a worker node (a guard meant for Windows/macOS, where the
+variable is the multi-node switch). With the variable at 1, Linux Ray rewrites 127.0.0.1 into the machine's
+network address. This entry point runs Ray's own CLI with only that guard lifted in the CLI process: node IP
+resolution, and every process the node starts, keep loopback-only mode. Used by docker/compose.host.yaml
+and tests/raycluster.py; a real cluster (docker/compose.yaml) uses plain `ray start`.
+"""
+import sys
+import types
+
+import ray._private.ray_constants as constants
+import ray.scripts.scripts as scripts
+
+
+class _Constants(types.ModuleType):
+    def __getattr__(self, name):
+        return getattr(constants, name)
+
+
+lifted = _Constants("ray_constants_for_the_cli")
+lifted.ENABLE_RAY_CLUSTER = True
+scripts.ray_constants = lifted  # ray._private.services still reads the real module: loopback
+sys.argv = ["ray", *sys.argv[1:]]
+scripts.main()
