@@ -17,6 +17,11 @@ window >= duration - 1/fps, the same rule by which `num_windows` stops) therefor
 the file with no `-t`, so a 10 s LLP clip (container 10.0-10.1 s) is processed exactly as the file; a
 window that ends before the file does is cut with `-ss/-t` and processed as if the cut were the file
 (moviepy's duration is then the window length).
+
+The official scripts never cut windows, so a long file's partial last window (start > 0, less than a
+window of content left) has no official counterpart; it is padded as in the clean profile (time rule
+for the frames, zeros after the audio) so that segment t stays [start + t, start + t + 1) on a parse
+timeline. A file shorter than the window (start = 0) is processed as the official scripts process it.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from avvp.extract.decode import (
     MediaInfo,
     cfr_frame_sources,
     fit_audio,
+    select_fps_frames,
     frame_times_of,
     padded_seconds,
     run_ffmpeg,
@@ -45,6 +51,11 @@ def reaches_end(info: MediaInfo, options: DecodeOptions) -> bool:
     """Whether the window is the file's last one (then it runs to the end of the file, as the
     official tools read files): start + window >= duration - one frame period."""
     return options.start + options.window >= info.duration - 1.0 / options.fps - 1e-9
+
+
+def padded_tail(info: MediaInfo, options: DecodeOptions) -> bool:
+    """A long file's partial last window (see the module docstring): padded, not stretched."""
+    return options.start > 0 and info.duration - options.start < options.window - 1.0 / options.fps
 
 
 def moviepy_duration(info: MediaInfo, options: DecodeOptions) -> float:
@@ -82,6 +93,7 @@ def decode_reference(info: MediaInfo, options: DecodeOptions, decoder_name: str)
     warnings: list[str] = []
     frames = segment_frames = fps_indices = seg_indices = times = None
     n = 0
+    rule = "none"
     pipes: list[bytes] = []
     if want_video or rates:
         sink: dict[str, bytes] = {}
@@ -101,8 +113,12 @@ def decode_reference(info: MediaInfo, options: DecodeOptions, decoder_name: str)
             if n == 0:
                 raise DecodeError(f"no video frames decoded in [{options.start}, {options.start + options.window}) s",
                                   path=info.path, stderr=stderr)
-            fps_indices = ref.linspace_indices(n, options.num_frames)
-            seg_indices = ref.linspace_indices(n, NUM_SEGMENT_FRAMES)
+            if padded_tail(info, options):
+                fps_indices, rule = select_fps_frames(n, options.num_frames)
+                seg_indices = fps_indices[ref.linspace_indices(options.num_frames, NUM_SEGMENT_FRAMES)]
+            else:
+                fps_indices, rule = ref.linspace_indices(n, options.num_frames), "reference"
+                seg_indices = ref.linspace_indices(n, NUM_SEGMENT_FRAMES)
             both = ref.decode_jpegs(jpegs, np.concatenate([fps_indices, seg_indices]))
             frames, segment_frames = both[:len(fps_indices)], both[len(fps_indices):]
             times = _frame_times(info, options, n, fps_indices, warnings)
@@ -118,11 +134,13 @@ def decode_reference(info: MediaInfo, options: DecodeOptions, decoder_name: str)
             audio[rate] = ref.vggish_wav_mono(wav)
         else:
             audio[rate] = ref.librosa_load(raw, info.audio.channels, info.audio.sample_rate, rate)
+    if padded_tail(info, options):
+        audio = {rate: fit_audio(x, round(options.window * rate)) for rate, x in audio.items()}
     for rate in options.audio_rates:  # no audio stream: silence of the window's length
         audio.setdefault(rate, fit_audio(np.zeros(0, np.float32), round(options.window * rate)))
     return DecodedVideo(
         path=info.path, decoder=decoder_name, frames=frames, frame_times=times, frame_indices=fps_indices,
-        num_fps_frames=n, frame_rule="reference" if want_video else "none",
+        num_fps_frames=n, frame_rule=rule,
         audio_16k=audio.get(16000), audio_48k=audio.get(48000),
         has_audio=info.audio is not None, has_video=info.video is not None, duration=info.duration,
         window_start=options.start, window=options.window, fps=options.fps,
