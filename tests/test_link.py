@@ -316,3 +316,44 @@ def test_missing_zero_shot_logits_name_the_dataset(link_store, tmp_path):
     cfg = tiny_link_cfg(store, tmp_path / "run_off")
     cfg.model.options["plsim"] = False  # without PLSIM the logits are not read
     Trainer(cfg)
+
+
+def test_freeze_mu_keeps_mu_fixed_and_out_of_the_parameters():
+    batch = make_batch()
+    frozen = build(replace(TINY, freeze_mu=True, mu_init=0.5)).train()
+    assert "mu" not in dict(frozen.named_parameters()) and "mu" in frozen.state_dict()
+    total, parts = frozen.loss(frozen(batch), batch, 1)
+    total.backward()
+    assert parts["mu"] == pytest.approx(0.5)
+    opt = torch.optim.AdamW(frozen.parameters(), lr=1e-1)
+    opt.step()
+    assert float(frozen.mu) == pytest.approx(0.5)
+    # the learnable μ is pushed towards 1: d loss / d μ < 0 for μ < 1 (λ's middle/upper pieces shrink)
+    free = build(replace(TINY, mu_init=0.0)).train()
+    loss, _ = free.loss(free(batch), batch, 1)
+    loss.backward()
+    assert free.mu.grad.item() < 0
+
+
+def test_plsim_from_stored_pseudo_labels_and_packaged_glove_rows():
+    """The `link-release` variant: no teacher labels and no /text rows needed (released features)."""
+    from avvp.models.leap import package_glove_embeddings
+    from avvp.train.config import PRESETS
+
+    batch = make_batch()
+    batch.teacher_audio = batch.teacher_visual = None
+    batch.text = {}
+    opts = replace(TINY, plsim_labels="stored", plsim_text="glove")
+    model = LINK(opts, replace(DIMS, text_dims=())).eval()
+    assert LINK.required_inputs(opts) == ("stored_pseudo",)
+    with pytest.raises(ValueError, match="stored_pseudo_audio"):
+        model(batch)
+    batch.stored_pseudo_audio, batch.stored_pseudo_visual = batch.pseudo_audio, batch.pseudo_visual
+    out = model(batch)
+    torch.testing.assert_close(model.plsim_glove, package_glove_embeddings())
+    batch.stored_pseudo_audio = torch.zeros_like(batch.pseudo_audio)  # the labels reach the features
+    assert not torch.allclose(out.audio_seg, model(batch).audio_seg)
+    cfg = PRESETS.get("link-release")()
+    assert cfg.model.options == {"plsim_labels": "stored", "plsim_text": "glove"} and cfg.data.labels == "pseudo"
+    with pytest.raises(ValueError, match="plsim_text=glove"):
+        LINK(TINY, replace(DIMS, text_dims=()))

@@ -39,6 +39,12 @@ Ambiguities resolved (docstring + flag each):
   "unmasked"` reads `batch.teacher_audio` / `batch.teacher_visual` (B,10,K); "masked" uses
   batch.pseudo_* (VALOR labels, which on val/test are masked with the evaluated videos' weak labels:
   only for ablations, never for reported test numbers).
+- `plsim_labels = "stored"` reads the store's /pseudo/audio|visual in every split (trainer input
+  "stored_pseudo"; the released, weak-label-masked labels of an `avvp-import` store) and `plsim_text =
+  "glove"` uses the packaged GloVe rows of the LLP classes (avvp/models/data) instead of /text/clap|clip:
+  together the preset `link-release`, which trains on the released features (docs/models/link.md says
+  what it changes). `freeze_mu` keeps μ at `mu_init`: a trained μ always moves to 1 (λ ≥ 1 is smallest,
+  ≡ 1, at μ = 1), where S-LOSS is plain MSE.
 - Several labels in one segment: F_p = mean of their text embeddings (`plsim_pool = "mean"`, or
   "sum"); a segment without labels gets F_p = 0. Δ MLPs: Linear(D_text→d)→ReLU→Linear(d→d).
 - L_video^m = Σ_t BCE in Eq. 8: mean over segments and classes, as VALOR's code.
