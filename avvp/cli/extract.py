@@ -13,7 +13,7 @@ from avvp._env import apply_defaults
 from avvp.extract.backbones import BACKBONES, WeightsUnavailable
 from avvp.pipeline.core import ExtractionConfig, announce_random
 from avvp.pipeline.executors import ExecutorOptions, load_executors
-from avvp.pipeline.jobs import discover_folder, discover_llp
+from avvp.pipeline.jobs import discover_llp, scan_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-worker", type=float, default=None, help="Ray: GPUs per model actor (default 1 if GPUs)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0,
                    help="Ray: CPUs reserved per model actor (shrunk when it would leave none for decoding)")
+    p.add_argument("--flush-every", type=int, default=16,
+                   help="journal a shard every N videos (or --flush-seconds, whichever first): what a kill can lose")
+    p.add_argument("--flush-seconds", type=float, default=30.0)
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -82,6 +85,8 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         decode_workers=args.decode_workers,
         backbone_options=tuple(options),
         profile=args.profile,
+        flush_every=args.flush_every,
+        flush_seconds=args.flush_seconds,
     )
 
 
@@ -96,11 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"avvp-extract: {err}", file=sys.stderr)
         return 2
+    skipped = None
     try:
         if args.csv:
             jobs, missing = discover_llp(args.videos, args.csv)
+            missing_stage = "missing"
         else:
-            jobs, missing = discover_folder(args.videos), []
+            scan = scan_folder(args.videos)
+            jobs, missing, skipped = scan.jobs, scan.failures, scan.skipped
+            missing_stage = "decode"  # audio-only containers: a row is a video
     except (FileNotFoundError, ValueError) as err:
         print(f"avvp-extract: {err}", file=sys.stderr)
         return 2
@@ -118,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
         with StoreWriter(args.out) as writer:
             for m in missing:
-                writer.add_failure(m.id, "missing", m.message)
-        print(f"avvp-extract: {len(missing)} CSV rows have no video file (failure rows 'missing')", file=sys.stderr)
+                writer.add_failure(m.id, missing_stage, m.message)
+        what = "CSV rows have no video file" if args.csv else "files have no video stream (audio only)"
+        print(f"avvp-extract: {len(missing)} {what} (failure rows '{missing_stage}')", file=sys.stderr)
+    if skipped is not None and skipped.total:
+        print(f"avvp-extract: {skipped.line()}", file=sys.stderr)
     announce_random(cfg)
     options = ExecutorOptions(
         address=args.address, num_workers=args.num_workers,

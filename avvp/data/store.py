@@ -234,11 +234,19 @@ class StoreWriter:
         # commit() on exit merges everything into data.h5 atomically
     """
 
-    def __init__(self, path: str | os.PathLike, *, classes: Sequence[str] = LLP_CLASSES, flush_every: int = 32):
+    def __init__(
+        self, path: str | os.PathLike, *, classes: Sequence[str] = LLP_CLASSES, flush_every: int = 32,
+        flush_seconds: float = 30.0,
+    ):
         self.path = Path(path)
         self.journal = Path(str(self.path) + ".journal")
         self.classes = list(classes)
+        # a shard is written every `flush_every` videos or `flush_seconds`, whichever comes first, so a
+        # kill loses at most that much work however long a video takes
         self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self._last_flush = time.monotonic()
+        self.recovered = 0  # video rows merged from the journal of an interrupted writer
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(str(self.path) + ".lock", "w")
         try:
@@ -257,6 +265,7 @@ class StoreWriter:
             for tmp in self.journal.glob("*.tmp"):
                 tmp.unlink()
             if any(self.journal.glob("*.h5")):
+                self.recovered = _journal_video_count(sorted(self.journal.glob("*.h5")))
                 self._merge()
         self._main_ids: set[str] = set()
         if self.path.exists():
@@ -359,7 +368,8 @@ class StoreWriter:
             self._pending.attrs[path.strip("/")] = dict(a)
 
     def _maybe_flush(self) -> None:
-        if len(self._pending.records) + len(self._pending.failures) >= self.flush_every:
+        count = len(self._pending.records) + len(self._pending.failures)
+        if count >= self.flush_every or (count and time.monotonic() - self._last_flush >= self.flush_seconds):
             self.flush()
 
     # -- journal
@@ -376,6 +386,7 @@ class StoreWriter:
         os.replace(tmp, final)
         _fsync_dir(self.journal)
         self._pending = _Pending()
+        self._last_flush = time.monotonic()
 
     def commit(self) -> None:
         """Flush, then merge the main file and all shards into a new main file (atomic rename)."""
@@ -412,6 +423,27 @@ class StoreWriter:
             shard.unlink()
         with contextlib.suppress(OSError):
             self.journal.rmdir()
+
+
+def _journal_video_count(shards: Sequence[Path]) -> int:
+    """Distinct video ids with rows in these shards (what a recovery brings back)."""
+    ids: set[str] = set()
+    for shard in shards:
+        with contextlib.suppress(OSError, KeyError), h5py.File(shard, "r") as f:
+            if "videos/id" in f:
+                ids.update(_read_str(f["videos/id"]))
+    return len(ids)
+
+
+def recover_journal(path: str | os.PathLike) -> int:
+    """Merge the journal an interrupted writer left beside `path` into it; return the video rows that
+    came back (0 when there is no journal). Executors call it before they decide what is missing, so a
+    re-run after a kill computes only what the killed run had not journaled."""
+    journal = Path(str(path) + ".journal")
+    if not (journal.exists() and any(journal.glob("*.h5"))):
+        return 0
+    with StoreWriter(path) as writer:
+        return writer.recovered
 
 
 def _create_empty(path: Path, classes: Sequence[str]) -> None:

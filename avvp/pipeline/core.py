@@ -40,6 +40,8 @@ class ExtractionConfig:
     decode_workers: int = 1  # local executor: videos of a batch decoded in parallel (ffmpeg processes)
     backbone_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (("clip", (("model","ViT-B-32"),)),)
     profile: str = "reference"  # network-input profile: "reference" (official inputs) | "clean" (docs/decoding.md)
+    flush_every: int = 16  # store journal: a shard every N videos or `flush_seconds`, whichever first
+    flush_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         from avvp.extract.decode import PROFILES
@@ -179,8 +181,8 @@ def dataset_arrays(backbones: Iterable[Backbone]) -> dict[str, tuple[np.ndarray,
 class StoreSink:
     """The single writer of an extraction run: results in, store rows and failure rows out."""
 
-    def __init__(self, path: str, backbones: Sequence[Backbone], flush_every: int = 16):
-        self.writer = StoreWriter(path, classes=LLP_CLASSES, flush_every=flush_every)
+    def __init__(self, path: str, backbones: Sequence[Backbone], flush_every: int = 16, flush_seconds: float = 30.0):
+        self.writer = StoreWriter(path, classes=LLP_CLASSES, flush_every=flush_every, flush_seconds=flush_seconds)
         self.backbones = {b.name: b for b in backbones}
         self.specs = {b.name: {s.path: s for s in b.outputs()} for b in backbones}
         self.done = 0
@@ -227,10 +229,15 @@ class StoreSink:
         self.writer.close()
 
 
+def open_sink(out: str, backbones: Sequence[Backbone], cfg: ExtractionConfig) -> StoreSink:
+    return StoreSink(out, backbones, flush_every=cfg.flush_every, flush_seconds=cfg.flush_seconds)
+
+
 def missing_backbones(
     store_path: str, jobs: Sequence[VideoJob], backbones: Sequence[Backbone]
 ) -> list[frozenset[str]]:
-    """Per job, the backbones whose outputs the store lacks (re-runs compute nothing twice)."""
+    """Per job, the backbones whose outputs the store lacks (re-runs compute nothing twice). Call
+    `recover_journal` first: rows an interrupted run journaled count only once merged."""
     import os
 
     all_names = frozenset(b.name for b in backbones)

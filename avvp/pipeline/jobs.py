@@ -1,7 +1,9 @@
 """Which videos to extract: discovery of video files, their store ids, splits and weak labels.
 
 Two inputs:
-- a folder of videos: every file with a video/audio container extension, recursively. The store id is
+- a folder of videos (`scan_folder`): every file is accounted for. Video containers become jobs,
+  audio-only containers (.m4a, .mp3, .wav, ...) failure rows "no video stream (audio only)", anything
+  else a "skipped" count by extension in the summary. The store id is
   the path relative to the folder without its extension (`sub/clip`), so equal stems in two folders
   never collide; if two files differ only by extension (`a.mp4`, `a.mkv`) both keep their extension in
   the id.
@@ -12,7 +14,8 @@ Two inputs:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,10 @@ import numpy as np
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv", ".wmv"}
 )
+
+# containers that hold no video stream: a failure row each ("a row is a video"), never silently dropped
+AUDIO_ONLY_EXTENSIONS = frozenset({".m4a", ".mp3", ".wav", ".flac", ".ogg", ".opus", ".aac"})
+AUDIO_ONLY_MESSAGE = "no video stream (audio only)"
 
 
 @dataclass(frozen=True)
@@ -36,30 +43,77 @@ class MissingVideo:
     message: str
 
 
+@dataclass
+class SkippedFiles:
+    """Files under --videos that became neither a row nor a failure row, counted by extension."""
+
+    by_extension: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+    reason: str = "not a video container"
+
+    def add(self, path: Path, root: Path) -> None:
+        self.by_extension[path.suffix.lower() or "(none)"] += 1
+        if len(self.examples) < 5:
+            self.examples.append(path.relative_to(root).as_posix())
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_extension.values())
+
+    def line(self) -> str:
+        counts = ", ".join(f"{n} {ext}" for ext, n in sorted(self.by_extension.items()))
+        return f"skipped {self.total} file(s) ({self.reason}): {counts}; e.g. {', '.join(self.examples)}"
+
+
+@dataclass
+class FolderScan:
+    """Every file under a --videos folder, accounted for: jobs, failure rows (audio-only files), skipped."""
+
+    jobs: list[VideoJob]
+    failures: list[MissingVideo]
+    skipped: SkippedFiles
+
+
+def _walk(root: Path) -> list[Path]:
+    return sorted(Path(dirpath) / name for dirpath, _dirs, names in os.walk(root) for name in names)
+
+
 def _video_files(root: Path) -> list[Path]:
-    files = []
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            p = Path(dirpath) / name
-            if p.suffix.lower() in VIDEO_EXTENSIONS:
-                files.append(p)
-    return sorted(files)
+    return [p for p in _walk(root) if p.suffix.lower() in VIDEO_EXTENSIONS]
 
 
-def discover_folder(root: str | Path) -> list[VideoJob]:
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--videos {root} is not a directory")
-    files = _video_files(root)
+def _relative_ids(root: Path, files: list[Path]) -> list[tuple[str, Path]]:
+    """Store ids: the relative path without extension, with it where two files share a stem."""
     stems: dict[str, list[Path]] = {}
     for f in files:
         stems.setdefault(f.relative_to(root).with_suffix("").as_posix(), []).append(f)
-    jobs = []
-    for stem, paths in stems.items():
-        for p in paths:
-            vid = stem if len(paths) == 1 else p.relative_to(root).as_posix()
-            jobs.append(VideoJob(id=vid, path=str(p)))
-    return sorted(jobs, key=lambda j: j.id)
+    return [(stem if len(paths) == 1 else p.relative_to(root).as_posix(), p) for stem, paths in stems.items() for p in paths]
+
+
+def scan_folder(root: str | Path) -> FolderScan:
+    """Jobs for the video files, failure rows for audio-only containers, and a count of the rest."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--videos {root} is not a directory")
+    videos, audio_only, skipped = [], [], SkippedFiles()
+    for p in _walk(root):
+        ext = p.suffix.lower()
+        if ext in VIDEO_EXTENSIONS:
+            videos.append(p)
+        elif ext in AUDIO_ONLY_EXTENSIONS:
+            audio_only.append(p)
+        else:
+            skipped.add(p, root)
+    # ids over videos and audio-only files together, so an audio file never takes a video's id
+    ids = dict((p, vid) for vid, p in _relative_ids(root, videos + audio_only))
+    jobs = sorted((VideoJob(id=ids[p], path=str(p)) for p in videos), key=lambda j: j.id)
+    failures = [MissingVideo(ids[p], f"{AUDIO_ONLY_MESSAGE}: {p}") for p in audio_only]
+    return FolderScan(jobs, failures, skipped)
+
+
+def discover_folder(root: str | Path) -> list[VideoJob]:
+    """The jobs of `scan_folder` (callers that also want failure rows and skipped files use it)."""
+    return scan_folder(root).jobs
 
 
 def discover_llp(root: str | Path, csv: str | Path) -> tuple[list[VideoJob], list[MissingVideo]]:

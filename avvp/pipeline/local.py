@@ -23,8 +23,9 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from avvp.pipeline.core import (
-    ExtractionConfig, StoreSink, decode_job, load_backbones, missing_backbones, run_backbones,
+    ExtractionConfig, decode_job, load_backbones, missing_backbones, open_sink, run_backbones,
 )
+from avvp.data.store import recover_journal
 from avvp.pipeline.jobs import VideoJob
 
 
@@ -34,6 +35,7 @@ class RunSummary:
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    recovered: int = 0  # rows an interrupted run had journaled, merged before this run started
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -49,7 +51,8 @@ class RunSummary:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(self.stage_seconds.items()))
         print(
             f"avvp-extract: {self.done} done, {self.failed} failed, {self.skipped} already in the store "
-            f"(of {self.total}); {self.clips_per_second:.2f} clips/s over {self.seconds:.1f}s; per stage: {stages or '-'}",
+            + (f"({self.recovered} rows recovered from the journal of an interrupted run) " if self.recovered else "")
+            + f"(of {self.total}); {self.clips_per_second:.2f} clips/s over {self.seconds:.1f}s; per stage: {stages or '-'}",
             file=file,
         )
 
@@ -114,10 +117,11 @@ def run_local(
 ) -> RunSummary:
     t_start = time.perf_counter()
     backbones = backbones if backbones is not None else load_backbones(cfg)
+    recovered = recover_journal(out)  # a killed run's journaled rows count as present
     needs = missing_backbones(out, jobs, backbones)
     todo = [(job, need) for job, need in zip(jobs, needs) if need]
-    summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo))
-    sink = StoreSink(out, backbones)
+    summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo), recovered=recovered)
+    sink = open_sink(out, backbones, cfg)
     batches = [todo[start : start + cfg.batch_videos] for start in range(0, len(todo), cfg.batch_videos)]
 
     pool = ThreadPoolExecutor(cfg.decode_workers, thread_name_prefix="avvp-decode") if cfg.decode_workers > 1 else None

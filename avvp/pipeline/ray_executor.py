@@ -32,9 +32,10 @@ from collections import deque
 from typing import Any, Sequence
 
 from avvp.pipeline.core import (
-    ExtractionConfig, StageFailure, StoreSink, VideoResult, dataset_arrays, decode_job, load_backbones, missing_backbones,
-    run_backbones,
+    ExtractionConfig, StageFailure, VideoResult, dataset_arrays, decode_job, load_backbones, missing_backbones,
+    open_sink, run_backbones,
 )
+from avvp.data.store import recover_journal
 from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 from avvp.pipeline.jobs import VideoJob
 from avvp.pipeline.local import RunSummary, progress_bar
@@ -132,9 +133,10 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
     # the driver builds the backbones too (cheap: weights are resolved, models are built on first use):
     # it fails fast on unavailable weights before any worker starts and knows the output specs
     local_backbones = load_backbones(cfg)
+    recovered = recover_journal(out)  # a killed run's journaled rows count as present
     needs = missing_backbones(out, jobs, local_backbones)
     todo = [(job, need) for job, need in zip(jobs, needs) if need]
-    summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo))
+    summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo), recovered=recovered)
     decode_remote = ray.remote(num_cpus=1, max_retries=3)(_timed_decode)
     actor_cpus = _actor_cpus(options.cpus_per_worker, num_workers, resources.get("CPU", 0.0), bool(gpus_per_worker))
     worker_cls = ray.remote(num_cpus=actor_cpus, num_gpus=gpus_per_worker, max_restarts=3, max_task_retries=3)(BackboneWorker)
@@ -154,7 +156,7 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
     in_flight: dict[Any, int] = {}  # result ref -> worker index
     load = [0] * num_workers
     max_in_flight = 2 * num_workers
-    sink = StoreSink(out, local_backbones)
+    sink = open_sink(out, local_backbones, cfg)
     try:
         # label-text arrays come from a worker: the driver never builds a model (the backbones it builds
         # only resolve weights and describe outputs; models are built on first use)
