@@ -41,6 +41,11 @@ VIDEO_FIELDS = ("id", "source", "split", "duration", "has_audio")
 # profiles (docs/decoding.md) or precisions in one array
 IDENTITY_ATTRS = ("backbone", "weights", "random_weights", "profile", "precision")
 DATASET_LEVEL_GROUPS = ("text",)
+SCHEMA = "avvp-store/1"
+SCHEMA_DOC = "docs/store.md"
+# documented defaults of the optional /videos fields: what every reader sees when a (hand-written or
+# partial) store lacks one
+VIDEO_DEFAULTS: dict[str, Any] = {"source": "", "split": "", "duration": 10.0, "has_audio": True}
 
 
 class StoreError(RuntimeError):
@@ -113,6 +118,11 @@ class Store:
         if not self.path.exists():
             raise FileNotFoundError(f"store {self.path} does not exist")
         self._f = h5py.File(self.path, "r")
+        schema = self._f.attrs.get("schema")
+        schema = schema.decode() if isinstance(schema, bytes) else schema
+        if schema is not None and schema != SCHEMA:
+            self._f.close()
+            raise StoreError(f"{self.path}: schema {schema!r}, this avvp reads {SCHEMA!r} (schema: {SCHEMA_DOC})")
         self.ids: np.ndarray = _read_str(self._f["videos/id"]) if "videos/id" in self._f else np.array([], object)
         self._index = {vid: i for i, vid in enumerate(self.ids)}
 
@@ -137,18 +147,29 @@ class Store:
         return list(LLP_CLASSES)
 
     def video_field(self, name: str) -> np.ndarray:
+        """A /videos column; an absent optional one is its documented default (VIDEO_DEFAULTS)."""
+        if f"videos/{name}" not in self._f:
+            if name == "id":
+                return self.ids
+            if name not in VIDEO_DEFAULTS:
+                raise StoreError(f"{self.path} has no /videos/{name} (schema: {SCHEMA_DOC})")
+            default = VIDEO_DEFAULTS[name]
+            return np.full(len(self), default, dtype=object if isinstance(default, str) else type(default))
         ds = self._f[f"videos/{name}"]
         return _read_str(ds) if ds.dtype.kind == "O" else ds[()]
 
+    def require(self, paths: Iterable[str], purpose: str) -> None:
+        """One-line StoreError naming every array `purpose` needs that this store lacks."""
+        missing = [f"/{p.strip('/')}" for p in paths if p.strip("/") not in self._f]
+        if missing:
+            raise StoreError(f"{self.path} lacks {', '.join(missing)}, needed {purpose} (schema: {SCHEMA_DOC})")
+
     def videos(self) -> list[VideoRecord]:
-        cols = {name: self.video_field(name) for name in VIDEO_FIELDS if f"videos/{name}" in self._f}
+        cols = {name: self.video_field(name) for name in VIDEO_FIELDS}
         return [
             VideoRecord(
-                id=str(cols["id"][i]),
-                source=str(cols.get("source", [""] * len(self))[i]),
-                split=str(cols.get("split", [""] * len(self))[i]),
-                duration=float(cols["duration"][i]) if "duration" in cols else 10.0,
-                has_audio=bool(cols["has_audio"][i]) if "has_audio" in cols else True,
+                id=str(cols["id"][i]), source=str(cols["source"][i]), split=str(cols["split"][i]),
+                duration=float(cols["duration"][i]), has_audio=bool(cols["has_audio"][i]),
             )
             for i in range(len(self))
         ]
@@ -270,6 +291,10 @@ class StoreWriter:
         self._main_ids: set[str] = set()
         if self.path.exists():
             with h5py.File(self.path, "r") as f:
+                if "videos/id" not in f:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                    self._lock_file.close()
+                    raise StoreError(f"{self.path} has no /videos/id: not an avvp store (schema: {SCHEMA_DOC})")
                 self._main_ids = set(_read_str(f["videos/id"]))
                 for name in _list_arrays(f):
                     if _is_per_video(name) and not name.startswith(("videos/", "masks/", "failures/")):
@@ -458,7 +483,7 @@ def _create_empty(path: Path, classes: Sequence[str]) -> None:
         from avvp import __version__
 
         f.attrs["avvp_version"] = __version__
-        f.attrs["schema"] = "avvp-store/1"
+        f.attrs["schema"] = SCHEMA
 
 
 def _write_shard(path: Path, pending: _Pending, classes: Sequence[str]) -> None:
@@ -511,8 +536,55 @@ def _same_attr(a: Any, b: Any) -> bool:
         return False
 
 
+def _resizable(f: h5py.File, name: str, data: np.ndarray, dtype: Any) -> None:
+    """(Re)create `name` as a dataset that can grow along the video axis."""
+    if name in f:
+        del f[name]
+    f.create_dataset(name, data=data, maxshape=(None,) + data.shape[1:], dtype=dtype, chunks=True)
+
+
+def _complete_schema(dst: h5py.File) -> None:
+    """Bring a hand-written or partial main file (a copy: the original is never touched) to the full
+    schema before a merge: optional /videos fields get their documented defaults, arrays without a mask
+    get one that says every row holds data (docs/store.md), fixed-size datasets become growable."""
+    if "videos/id" not in dst:
+        raise StoreError(f"{dst.filename} has no /videos/id: not an avvp store (schema: {SCHEMA_DOC})")
+    ids = _read_str(dst["videos/id"])
+    n = len(ids)
+    if dst["videos/id"].maxshape[0] is not None:
+        _resizable(dst, "videos/id", np.array(list(ids), dtype=object), STR)
+    for name, default in VIDEO_DEFAULTS.items():
+        path = f"videos/{name}"
+        if path not in dst:
+            if isinstance(default, str):
+                _resizable(dst, path, np.array([default] * n, dtype=object), STR)
+            else:
+                _resizable(dst, path, np.full(n, default, dtype=np.float32 if isinstance(default, float) else bool),
+                           np.float32 if isinstance(default, float) else bool)
+        elif dst[path].maxshape[0] is not None:
+            ds = dst[path]
+            data = np.array(list(_read_str(ds)), dtype=object) if ds.dtype.kind == "O" else ds[()]
+            _resizable(dst, path, data, ds.dtype)
+    for name in ("id", "stage", "message"):
+        if f"failures/{name}" not in dst:
+            _resizable(dst, f"failures/{name}", np.array([], dtype=object), STR)
+    for name in _list_arrays(dst):
+        if name.startswith(("videos/", "masks/", "failures/")) or not _is_per_video(name):
+            continue
+        ds = dst[name]
+        if ds.maxshape[0] is not None:
+            attrs = dict(ds.attrs)
+            _resizable(dst, name, ds[()], ds.dtype)
+            dst[name].attrs.update(attrs)
+        if f"masks/{name}" not in dst:
+            _resizable(dst, f"masks/{name}", np.ones(n, dtype=bool), bool)
+    if "schema" not in dst.attrs:
+        dst.attrs["schema"] = SCHEMA
+
+
 def _merge_into(dst: h5py.File, src: h5py.File) -> None:
     """Upsert the shard `src` into the open store `dst`, keyed by video id."""
+    _complete_schema(dst)
     dst_ids = list(_read_str(dst["videos/id"]))
     index = {v: i for i, v in enumerate(dst_ids)}
     src_ids = list(_read_str(src["videos/id"]))

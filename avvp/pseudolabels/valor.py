@@ -215,8 +215,7 @@ def require_logits(store: Store, teacher: Teacher) -> None:
 def read_teacher_inputs(store: Store, teacher: Teacher) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
     """(logits (N,10,K) float, weak (N,K) uint8, usable (N,) bool, counts of unusable videos) for all videos."""
     require_logits(store, teacher)
-    if not store.has("labels/weak"):
-        raise PseudoLabelError(f"{store.path} has no /labels/weak; the VALOR rule needs the video-level labels")
+    store.require(["labels/weak"], "by the VALOR rule (the video-level labels)")
     logits = store.read(teacher.zeroshot_path)
     k = len(store.classes)
     if logits.shape[1:] != (NUM_SEGMENTS, k):
