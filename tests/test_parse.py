@@ -222,3 +222,43 @@ def test_parse_windows_use_the_extraction_code_path(parsed):
     windows = list(decode_windows(VideoJob(id="v", path=str(parsed["video"])), extraction))
     assert [w.window_start for w in windows] == [0.0, 10.0, 20.0]
     np.testing.assert_array_equal(windows[2].audio_16k, decoded.audio_16k)
+
+
+MEASURE_LABELS = """<script>
+window.addEventListener('load', function () {
+  var xs = Array.prototype.map.call(document.querySelectorAll('#avvp-svg text.cls'), function (t) { return t.getBBox().x; });
+  document.body.setAttribute('data-labels', xs.length);
+  document.body.setAttribute('data-min-label-x', Math.min.apply(null, xs).toFixed(1));
+});
+</script></body>"""
+
+
+def _min_label_x(page: Path, tmp_path: Path) -> tuple[int, float]:
+    probe = page.with_name("probe-" + page.name)
+    probe.write_text(page.read_text().replace("</body>", MEASURE_LABELS))
+    dom, _ = _chromium_dom(probe, tmp_path)
+    import re
+
+    n = int(re.search(r'data-labels="(\d+)"', dom).group(1))
+    return n, float(re.search(r'data-min-label-x="(-?[\d.]+)"', dom).group(1))
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing: the page cannot be measured")
+def test_longest_class_label_is_shown_whole_in_the_browser(tmp_path):
+    from avvp.data.classes import LLP_CLASSES
+    from avvp.parse.html import PageLayout
+
+    longest = max(LLP_CLASSES, key=len)
+    classes = [longest, "Baby_cry_infant_crying", "Dog"]
+    quiet = [WindowPrediction(0.0, np.full((10, 3), 0.1), np.full((10, 3), 0.1), np.array([0.4, 0.3, 0.2]))]
+    t = build_timeline(quiet, classes, 10.0, TimelineConfig(threshold=1.0))  # no event: "(no event)" labels
+    assert not t.events
+    page = tmp_path / "quiet.html"
+    page.write_text(render_html(t, page, Path("clip.mp4")))
+    n, min_x = _min_label_x(page, tmp_path)
+    assert n == 3 and min_x >= 0, f"a class label starts at x={min_x}: cut off on the left"
+    # negative control: the old fixed margin cuts the same label off
+    narrow = tmp_path / "narrow.html"
+    narrow.write_text(render_html(t, narrow, Path("clip.mp4")).replace(
+        f'x="{PageLayout().fitted([longest.replace("_", " ") + " (no event)"]).left - 48}"', 'x="122"'))
+    assert _min_label_x(narrow, tmp_path)[1] < 0

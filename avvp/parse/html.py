@@ -15,8 +15,10 @@ headless Chromium and check both.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
+import math
 import mimetypes
 import os
 import urllib.parse
@@ -49,6 +51,23 @@ class PageLayout:
     def plot_width(self) -> int:
         return self.width - self.left - self.right
 
+    def fitted(self, labels: list[str]) -> "PageLayout":
+        """This layout with a left margin wide enough for the longest class label (whole, never cut)."""
+        need = LABEL_GAP + math.ceil(max((len(s) for s in labels), default=0) * LABEL_CHAR_WIDTH) + 4
+        return dataclasses.replace(self, left=max(self.left, need))
+
+
+# the class labels (12 px sans-serif, right-aligned LABEL_GAP units left of the plot): an upper bound of
+# the average glyph width (0.62 em), so the longest LLP name with " (no event)" still fits
+LABEL_CHAR_WIDTH = 7.5
+LABEL_GAP = 48
+
+
+def row_labels(timeline: Timeline) -> list[tuple[int, str]]:
+    """(class index, label) of each drawn row, top to bottom."""
+    rows, have_events = rows_to_draw(timeline)
+    return [(c, timeline.classes[c].replace("_", " ") + ("" if have_events else " (no event)")) for c in rows]
+
 
 def video_source(video: str | Path, page: str | Path, embed: bool, max_embed_bytes: int = DEFAULT_MAX_EMBED_BYTES) -> tuple[str, str]:
     """(src attribute, note). Embeds small files as data URIs when asked, else a relative URL."""
@@ -66,21 +85,20 @@ def video_source(video: str | Path, page: str | Path, embed: bool, max_embed_byt
 
 
 def _svg(timeline: Timeline, layout: PageLayout) -> tuple[str, int]:
-    rows, have_events = rows_to_draw(timeline)
-    lay = layout
+    labels = row_labels(timeline)
+    lay = layout.fitted([label for _, label in labels])
     duration = max(timeline.duration, 1e-6)
-    height = len(rows) * lay.row + lay.axis
+    height = len(labels) * lay.row + lay.axis
 
     def x(t: float) -> float:
         return round(lay.left + t / duration * lay.plot_width, 2)
 
     seg = timeline.config.segment_seconds
     parts: list[str] = []
-    for r, c in enumerate(rows):
+    for r, (c, label) in enumerate(labels):
         y = r * lay.row
         name = timeline.classes[c]
-        label = html.escape(name.replace("_", " ") + ("" if have_events else " (no event)"))
-        parts.append(f'<text class="cls" x="{lay.left - 48}" y="{y + lay.row / 2}">{label}</text>')
+        parts.append(f'<text class="cls" x="{lay.left - LABEL_GAP}" y="{y + lay.row / 2}">{html.escape(label)}</text>')
         tracks = (("visual", y + 4, timeline.visual), ("audio", y + 4 + lay.track + lay.gap, timeline.audio))
         for track, ty, prob in tracks:
             parts.append(f'<text class="trk {track}" x="{lay.left - 4}" y="{ty + lay.track / 2}">{track}</text>')
@@ -104,7 +122,7 @@ def _svg(timeline: Timeline, layout: PageLayout) -> tuple[str, int]:
             parts.append(f'<rect class="{cls}" data-start="{e.start}" data-end="{e.end}" x="{x(e.start)}" y="{ey}" '
                          f'width="{round(x(e.end) - x(e.start), 2)}" height="{eh}"><title>{html.escape(name)} '
                          f'{e.modality} {e.start:g}-{e.end:g} s, peak {e.peak:.2f}</title></rect>')
-    axis_y = len(rows) * lay.row
+    axis_y = len(labels) * lay.row
     parts.append(f'<line class="axis" x1="{lay.left}" x2="{lay.left + lay.plot_width}" y1="{axis_y + 2}" y2="{axis_y + 2}"/>')
     step = time_tick_step(duration)
     for t in np.arange(0, duration + 1e-9, step):
@@ -191,6 +209,7 @@ def render_html(
     """The page as a string. `page_path` is where it will be written (relative video URLs start there)."""
     video_path = Path(video_path if video_path is not None else timeline.video)
     src, src_note = video_source(video_path, page_path, embed_video, max_embed_bytes)
+    layout = layout.fitted([label for _, label in row_labels(timeline)])  # the cursor script uses it too
     svg, _ = _svg(timeline, layout)
     meta = timeline.meta
     title = html.escape(video_path.name)
