@@ -270,3 +270,56 @@ def test_mmap_mode_serves_the_same_batches(store):
     for field in ("audio", "visual", "motion", "weak", "pseudo_audio", "pseudo_visual"):
         assert torch.equal(getattr(a, field), getattr(b, field)), field
     assert a.audio.shape == (4, 64, 8)
+
+
+# ------------------------------------------------------------------------------------------- curves, loggers
+def test_run_writes_curves_png_and_tensorboard_events(store, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_cfg(store, tmp_path / "run", epochs=2)
+    cfg.train.logger = "tensorboard"
+    Trainer(cfg).fit()
+    png = tmp_path / "run" / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    seg_type = [e.value for e in acc.Scalars("val/segment/type")]
+    assert [e.step for e in acc.Scalars("val/segment/type")] == [1, 2]
+    assert seg_type == pytest.approx([r["val"]["segment"]["type"] for r in lines])
+    assert "train/total" in acc.Tags()["scalars"] and "lr" in acc.Tags()["scalars"]
+
+
+def test_curves_show_every_logged_epoch(tmp_path):
+    import matplotlib.image
+
+    from avvp.train.curves import plot_curves
+
+    def record(e, v):
+        level = {"audio": v, "visual": v, "audio_visual": v, "type": v, "event": v}
+        return {"epoch": e, "lr": 1e-3, "train": {"total": 1.0 / e}, "val": {"segment": level, "event": level, "avg": v},
+                "selected": e == 2}
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(record(e, v)) + "\n" for e, v in [(1, 10.0), (2, 60.0), (3, 40.0)]))
+    one = matplotlib.image.imread(plot_curves(path, tmp_path / "a.png"))
+    path.write_text("".join(json.dumps(record(e, v)) + "\n" for e, v in [(1, 10.0), (2, 60.0), (3, 90.0)]))
+    two = matplotlib.image.imread(plot_curves(path, tmp_path / "b.png"))
+    assert one.shape == two.shape and (one != two).any()  # the figure is drawn from the metrics lines
+
+
+def test_unknown_or_missing_logger_fails_before_data_is_read(tmp_path, monkeypatch):
+    cfg = tiny_cfg(tmp_path / "does-not-exist.h5", tmp_path / "run")
+    cfg.train.logger = "wandb"
+    with pytest.raises(ValueError, match="train.logger must be one of"):
+        cfg.validate()
+    import avvp.train.curves as curves
+
+    def missing():
+        raise ValueError("train.logger 'tensorboard' needs the tensorboard package: pip install tensorboard")
+
+    monkeypatch.setattr(curves, "tensorboard_writer_class", missing)
+    cfg.train.logger = "tensorboard"
+    with pytest.raises(ValueError, match="needs the tensorboard package"):
+        cfg.validate()

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--logger", help="per-epoch logger besides metrics.jsonl and curves.png: none | tensorboard")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. optim.lr=1e-4 (repeatable)")
     return p
@@ -67,6 +68,8 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
         cfg.train.out = args.out
     if args.init_from:
         cfg.train.init_from = args.init_from
+    if args.logger:
+        cfg.train.logger = args.logger
     if args.audio:
         cfg.data.audio = args.audio
     if args.visual:

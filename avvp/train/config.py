@@ -73,6 +73,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = torch default
     progress: bool = True  # tqdm bar per epoch
     init_from: str = ""  # avvp checkpoint (trained or converted) whose weights initialise the model (fine-tuning)
+    logger: str = "none"  # per-epoch logger beside metrics.jsonl and curves.png: none | tensorboard
 
 
 @dataclass
@@ -88,6 +89,12 @@ class ExperimentConfig:
             raise ValueError(f"data.labels must be one of {LABEL_KINDS}, got {self.data.labels!r}")
         if self.train.select not in SELECTION_RULES:
             raise ValueError(f"train.select must be one of {SELECTION_RULES}, got {self.train.select!r}")
+        from avvp.train.curves import LOGGERS, tensorboard_writer_class
+
+        if self.train.logger not in LOGGERS:
+            raise ValueError(f"train.logger must be one of {LOGGERS.names()}, got {self.train.logger!r}")
+        if self.train.logger == "tensorboard":
+            tensorboard_writer_class()  # fails now, before any data is read, when tensorboard is missing
         if self.optim.epochs < 1 or self.optim.batch_size < 1:
             raise ValueError("optim.epochs and optim.batch_size must be >= 1")
 

@@ -35,6 +35,7 @@ from avvp.models import build_model, required_inputs
 from avvp.models.base import InputDims, ParsingModel
 from avvp.registry import Registry
 from avvp.train.config import ExperimentConfig, OptimConfig, dump_config
+from avvp.train.curves import LOGGERS, plot_curves
 from avvp.train.data import SplitData, TrainingData
 
 log = logging.getLogger(__name__)
@@ -300,8 +301,18 @@ class Trainer:
             log.info("resuming %s after epoch %d", self.out, state["epoch"])
         elif metrics_path.exists():
             metrics_path.unlink()
+        epoch_logger = LOGGERS.get(cfg.train.logger)(self.out)
+        try:
+            self._epochs(model, optimizer, range(start, cfg.optim.epochs + 1), best, best_epoch, epoch_logger)
+        finally:
+            epoch_logger.close()
+        return self.finish()
+
+    def _epochs(self, model, optimizer, epochs, best, best_epoch, epoch_logger) -> None:
+        cfg = self.cfg
+        last_path, best_path, metrics_path = self.out / "last.pt", self.out / "best.pt", self.out / "metrics.jsonl"
         val_split = self.data["val"]
-        for epoch in range(start, cfg.optim.epochs + 1):
+        for epoch in epochs:
             t0 = time.perf_counter()
             lr = lr_at(epoch, cfg.optim)
             for group in optimizer.param_groups:
@@ -317,12 +328,13 @@ class Trainer:
                       "val": val.as_dict(), "selected": selected}
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            epoch_logger.log(record)
+            plot_curves(metrics_path, self.out / "curves.png")  # redrawn from metrics.jsonl (resume included)
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                           "best": best, "best_epoch": best_epoch, "rng": rng_states(), "config": cfg.to_dict()}, last_path)
             if cfg.train.progress:
                 print(f"epoch {epoch:3d}  lr {lr:.3g}  loss {losses.get('total', float('nan')):.4f}  "
                       f"val seg Type@AV {value:6.2f}{'  *' if selected else ''}  ({record['seconds']:.1f} s)", flush=True)
-        return self.finish()
 
     def finish(self) -> FitResult:
         """Load best.pt, write predictions_{val,test}.h5 and metrics_final.json, print the table."""
