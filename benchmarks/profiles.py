@@ -90,8 +90,9 @@ def main() -> int:
                         x, y = x[..., :n], y[..., :n]
                     d = np.abs(x.astype(np.float64) - y.astype(np.float64))
                     diffs[key] = {"max": float(d.max()), "mean": float(d.mean()), "note": note}
-                t_ref = best_time(lambda: network_inputs(path, b, backbone_options=CLIP_OPTS), args.repeats)
-                t_clean = best_time(lambda: network_inputs(path, b, backbone_options=CLIP_OPTS, profile="clean"), args.repeats)
+                t_ref = best_time(lambda path=path, b=b: network_inputs(path, b, backbone_options=CLIP_OPTS), args.repeats)
+                t_clean = best_time(lambda path=path, b=b: network_inputs(path, b, backbone_options=CLIP_OPTS, profile="clean"),
+                                    args.repeats)
                 row = {"clip": name, "backbone": b, "diff": diffs, "seconds_reference": t_ref,
                        "seconds_clean": t_clean, "ratio_reference_over_clean": t_ref / t_clean}
                 if b in ("resnet152", "r2plus1d", "clip"):

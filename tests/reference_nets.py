@@ -283,7 +283,7 @@ def mmp_forward(sd, video, audio, p="MMP", levels=4, heads=8):
         v_msa = torch.sigmoid(lin(sd, f"{m}.lv1", v_sq)) * v_sa + torch.sigmoid(lin(sd, f"{m}.lv2", v_sq)) * v_cma
         a_msa = torch.sigmoid(lin(sd, f"{m}.la1", a_sq)) * a_sa + torch.sigmoid(lin(sd, f"{m}.la2", a_sq)) * a_cma
 
-        def tcn(net, x):
+        def tcn(net, x, i=i):
             y = x.permute(0, 2, 1)
             c1 = F.conv1d(y, sd[f"{p}.capture.{net}.{i}.conv1.weight"], sd[f"{p}.capture.{net}.{i}.conv1.bias"],
                           padding=2 ** i, dilation=2 ** i)

@@ -14,8 +14,6 @@ from avvp.train.config import preset
 from avvp.train.convert import (
     LAYOUTS,
     ConversionError,
-    build_layout_model,
-    convert_checkpoint,
     convert_state_dict,
     to_official,
 )

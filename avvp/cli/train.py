@@ -49,7 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
-    import avvp.models  # noqa: F401  (models register their runners; other modules their presets)
     from avvp.train.data import parse_visual_arg
 
     if args.config:

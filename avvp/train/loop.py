@@ -279,7 +279,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> FitResult:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        last_path, best_path, metrics_path = self.out / "last.pt", self.out / "best.pt", self.out / "metrics.jsonl"
+        last_path, metrics_path = self.out / "last.pt", self.out / "metrics.jsonl"
         if last_path.exists() and not resume:
             raise FileExistsError(f"{self.out} already holds a run (last.pt); pass --resume or choose another --out")
         dump_config(cfg, self.out / "config.yaml")
@@ -296,8 +296,8 @@ class Trainer:
             start, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
             # drop metrics lines of epochs that ran after this checkpoint (a kill between the two writes)
             if metrics_path.exists():
-                lines = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["epoch"] <= state["epoch"]]
-                metrics_path.write_text("".join(l + "\n" for l in lines))
+                lines = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= state["epoch"]]
+                metrics_path.write_text("".join(ln + "\n" for ln in lines))
             log.info("resuming %s after epoch %d", self.out, state["epoch"])
         elif metrics_path.exists():
             metrics_path.unlink()

@@ -152,7 +152,7 @@ def offline_roberta(tokenizer) -> Iterator[None]:
             if attr is None:
                 delattr(cls, "from_pretrained")
             else:
-                setattr(cls, "from_pretrained", attr)
+                cls.from_pretrained = attr
 
 
 def build_clap_module(tokenizer, *, enable_fusion: bool = True, amodel: str = "HTSAT-tiny", device: str = "cpu"):
