@@ -34,13 +34,6 @@ KNOWN_UPWARD = {
     ("avvp.data.synthetic", "avvp.pseudolabels.valor"): "synthetic teachers call the VALOR rule: move the rule's array core to data/ or have pseudolabels build the synthetic teacher",
     ("avvp.extract.api", "avvp.pipeline.core"): "the extract() API belongs in pipeline/ (it runs the executor core)",
     ("avvp.extract.api", "avvp.pipeline.jobs"): "same: extract() moves to pipeline/",
-    ("avvp.models.cvcms", "avvp.train.config"): "presets move to train/presets.py",
-    ("avvp.models.leap", "avvp.train.config"): "presets move to train/presets.py",
-    ("avvp.models.link", "avvp.train.config"): "presets move to train/presets.py",
-    ("avvp.models.mmcse", "avvp.train.config"): "presets move to train/presets.py",
-    ("avvp.models.ma", "avvp.train.config"): "MA's three-stage runner moves to train/recipes/",
-    ("avvp.models.ma", "avvp.train.data"): "MA's three-stage runner moves to train/recipes/",
-    ("avvp.models.ma", "avvp.train.loop"): "MA's three-stage runner moves to train/recipes/",
     ("avvp.pipeline.demo", "avvp.cli"): "the demo moves out of pipeline/ and calls library functions",
 }
 

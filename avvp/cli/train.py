@@ -20,7 +20,7 @@ import sys
 from typing import Sequence
 
 from avvp._env import apply_defaults
-import avvp.models  # noqa: F401  (registers every model and the presets their modules define)
+import avvp.train.presets  # noqa: F401  (registers every paper preset)
 from avvp.train.config import PRESETS, ExperimentConfig, apply_override, preset
 
 

@@ -49,7 +49,6 @@ from torch import nn
 from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel, options_from_mapping
 from avvp.models.blocks import HANEncoder, HANEncoderOptions, HANLayer, InputProjection, MMILHead, bce
 from avvp.registry import Registry
-from avvp.train.config import PRESETS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 
 
 # ------------------------------------------------------------------------------------------ co-occurrence
@@ -273,16 +272,3 @@ class CVCMS(ParsingModel):
 
 
 # ------------------------------------------------------------------------------------------ preset
-@PRESETS.register("cvcms")
-def cvcms_preset() -> ExperimentConfig:
-    """CVCMS (run.sh): HAN + CM-Co + cross-video augmentation + contrastive (0.85 after epoch 2) on MA's
-    refined labels; Adam 7e-5, StepLR(7, 0.5), 40 epochs, batch 64. The reference seeds 0 in code (its
-    --seed 1 is never used). Selection on VAL seg Type@AV with `>=` (the reference keeps the best TEST
-    event Type@AV with `>=` and early-stops after 10 epochs without gain; we do neither)."""
-    return ExperimentConfig(
-        preset="cvcms",
-        data=DataConfig(audio="vggish", visual="resnet152", motion="r2plus1d", labels="refined"),
-        model=ModelConfig("cvcms", {}),
-        optim=OptimConfig(optimizer="adam", lr=7e-5, schedule="steplr", step=7, gamma=0.5, epochs=40, batch_size=64),
-        train=TrainConfig(seed=0, select=">=", gate="global"),
-    )

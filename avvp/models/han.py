@@ -6,7 +6,7 @@ uses `HANEncoder` (blocks.py). The loss is picked by name from `MMIL_LOSSES`:
     "valor" BCE(global, y) + BCEwithLogits(audio frame logits, CLAP pseudo) + BCEwithLogits(visual
             frame logits, CLIP pseudo), all 10x25 entries, weights 1/1/1          (VALOR)
 VALOR is therefore `HAN` with options hidden/heads/ff/layers, sequential=True and loss="valor" (presets
-valor, valor+, valor++ in avvp.train.config); no separate class is needed.
+valor, valor+, valor++ in avvp.train.presets); no separate class is needed.
 """
 from __future__ import annotations
 

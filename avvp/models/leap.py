@@ -59,7 +59,6 @@ from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel
 from avvp.models.blocks import HANEncoder, HANEncoderOptions, InputProjection, bce
 from avvp.models.mmpyr import MMPyramidEncoder, MMPyramidEncoderOptions
 from avvp.registry import Registry
-from avvp.train.config import PRESETS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 
 # The reference's GloVe phrase per LLP class, in class order (keys of llp_label_glove_embeddings.pt)
 LEAP_GLOVE_PHRASES: tuple[str, ...] = (
@@ -417,15 +416,3 @@ class LeapModel(ParsingModel):
 
 
 # ------------------------------------------------------------------------------------------ preset
-@PRESETS.register("leap")
-def leap_preset() -> ExperimentConfig:
-    """LEAP (run_leap_train.sh): MM-Pyr encoder + 2 LEAP blocks, L_avss weight 1, VALOR pseudo-labels;
-    Adam 1e-4, StepLR(10, 0.1), 30 epochs, batch 32, seed 1, selection best val seg Type@AV (`>=`).
-    Label embeddings: LEAP's released GloVe rows (packaged), EIoU as the reference code computes it."""
-    return ExperimentConfig(
-        preset="leap",
-        data=DataConfig(audio="vggish", visual="resnet152", motion="r2plus1d", labels="pseudo"),
-        model=ModelConfig("leap", {"label_source": "glove", "eiou": "leap-code"}),
-        optim=OptimConfig(optimizer="adam", lr=1e-4, schedule="steplr", step=10, gamma=0.1, epochs=30, batch_size=32),
-        train=TrainConfig(seed=1, select=">=", gate="global"),
-    )

@@ -65,7 +65,6 @@ from avvp.data.classes import NUM_SEGMENTS
 from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel, options_from_mapping
 from avvp.models.blocks import HANEncoder, HANEncoderOptions, InputProjection, MMILHead, bce
 from avvp.registry import Registry
-from avvp.train.config import PRESETS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 
 POSITIONS = ("pre_encoder", "post_encoder")
 PLSIM_POOLS = ("mean", "sum")
@@ -351,31 +350,3 @@ class LINK(ParsingModel):
 
 
 # ------------------------------------------------------------------------------------------------ preset
-@PRESETS.register("link")
-def link_preset() -> ExperimentConfig:
-    """LINK: the paper gives no training hyper-parameters; its baseline is VALOR++ (Table II row 1 equals
-    VALOR++'s published numbers), so the preset is VALOR++'s script: CLAP tokens / CLIP + R(2+1)D, VALOR
-    pseudo-labels, hidden 256, 8 heads, ff 1024, 4 layers; AdamW lr 3e-4 → 3e-6 warm-up (10) cosine,
-    betas (0.5, 0.999), wd 1e-3, grad clip 1.0, batch 64, 60 epochs, seed 87, selection `>`, standard gate.
-    T, S, P all on (`model.options.tsam/sloss/plsim`)."""
-    return ExperimentConfig(
-        preset="link",
-        data=DataConfig(audio="clap_tokens", visual="clip", motion="r2plus1d", labels="pseudo"),
-        model=ModelConfig("link", {}),
-        optim=OptimConfig(optimizer="adamw", lr=3e-4, lr_min=3e-6, betas=(0.5, 0.999), eps=1e-8, weight_decay=1e-3,
-                          schedule="warmup_cosine", warmup=10, grad_clip=1.0, epochs=60, batch_size=64),
-        train=TrainConfig(seed=87, select=">", gate="global"),
-    )
-
-
-@PRESETS.register("link-release")
-def link_release_preset() -> ExperimentConfig:
-    """LINK trainable on a store of the RELEASED features (`avvp-import`: no zero-shot logits, no text rows):
-    the `link` preset with PLSIM fed by the stored (released, weak-label-masked) segment pseudo-labels in
-    every split (`plsim_labels=stored`) and by the packaged GloVe label rows instead of the CLAP/CLIP text
-    rows (`plsim_text=glove`). Not the paper's PLSIM: val/test predictions read labels masked by the
-    evaluated videos' weak labels (docs/models/link.md)."""
-    cfg = link_preset()
-    cfg.preset = "link-release"
-    cfg.model.options = {"plsim_labels": "stored", "plsim_text": "glove"}
-    return cfg

@@ -45,7 +45,6 @@ from torch import nn
 from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel, options_from_mapping
 from avvp.models.blocks import InputProjection, bce
 from avvp.registry import Registry
-from avvp.train.config import PRESETS, DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 
 EVAL_GATE = "mmcse"  # audio by the global prediction, visual by v_prob (reference driver)
 DECOUPLING_MODES = ("none", "events", "events+background")
@@ -380,19 +379,3 @@ def save_cooccurrence_png(matrix: np.ndarray, path: str | Path, classes: Iterabl
 
 
 # ------------------------------------------------------------------------------------------------ preset
-@PRESETS.register("mmcse")
-def mmcse_preset() -> ExperimentConfig:
-    """MM-CSE* (paper §4.1 + PengchengZhao1001/MM-CSE): CLAP tokens / CLIP + R(2+1)D, VALOR pseudo-labels,
-    d1 256, d2 128, L 4, 8 heads; AdamW lr 3e-4 (paper; code default 1e-4), wd 1e-3, betas (0.5, 0.999),
-    grad clip 1.0, batch 64, 60 epochs, seed 87 (code default). Schedule: the code's warm-up cosine option
-    (warm-up 5, lr_min 1e-6); which schedule the paper used is unverified (the code default StepLR(10, 0.1)
-    would leave lr ≤ 3e-7 after epoch 30 of 60). Loss weights rec 0.5 (code) / ort 0.1 / ec 0.1.
-    Eval gate "mmcse" (audio by global, visual by v_prob); selection val seg Type@AV, strict `>`."""
-    return ExperimentConfig(
-        preset="mmcse",
-        data=DataConfig(audio="clap_tokens", visual="clip", motion="r2plus1d", labels="pseudo"),
-        model=ModelConfig("mmcse", {}),
-        optim=OptimConfig(optimizer="adamw", lr=3e-4, lr_min=1e-6, betas=(0.5, 0.999), eps=1e-8, weight_decay=1e-3,
-                          schedule="warmup_cosine", warmup=5, grad_clip=1.0, epochs=60, batch_size=64),
-        train=TrainConfig(seed=87, select=">", gate=EVAL_GATE),
-    )

@@ -1,4 +1,4 @@
-"""Training: typed configs and paper presets (`config`), store-backed data (`data`), targets (`labels`),
+"""Training: typed configs (`config`), the paper presets (`presets`), multi-stage recipes (`recipes`), store-backed data (`data`), targets (`labels`),
 the trainer loop (`loop`). `train(cfg, resume=False)` runs a preset end to end (multi-stage methods such as
 MA through their registered runner)."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from avvp.train.config import PRESETS, RUNNERS, ExperimentConfig, apply_override
 
 def train(cfg: ExperimentConfig, resume: bool = False):
     """Run one experiment; returns the FitResult of its final stage."""
-    import avvp.models  # noqa: F401  (registers models and their runners)
+    import avvp.train.recipes  # noqa: F401  (multi-stage runners: MA)
     from avvp.train.loop import Trainer
 
     if cfg.model.name in RUNNERS:

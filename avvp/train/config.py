@@ -2,7 +2,7 @@
 
 An `ExperimentConfig` = DataConfig + ModelConfig + OptimConfig + TrainConfig. A preset is a function
 returning a full ExperimentConfig with a paper's settings (reference-methods §1d, §2, §3); presets live
-in the `PRESETS` registry so other modules add theirs with `@PRESETS.register("leap")`. The command line
+in the `PRESETS` registry and are all defined in `avvp.train.presets`. The command line
 starts from a preset, then applies `--set section.key=value` overrides (values parsed as YAML:
 `--set optim.betas=[0.5,0.999]`, `--set model.options.layers=2`, `--set data.motion=null`). The
 resolved config is written to `<out>/config.yaml` and reloaded with `load_config`.
@@ -200,65 +200,6 @@ RUNNERS: Registry[Callable[..., Any]] = Registry("multi-stage runner")
 
 
 def preset(name: str) -> ExperimentConfig:
-    import avvp.models  # noqa: F401  (model modules register their own presets: leap, mmcse, ...)
+    import avvp.train.presets  # noqa: F401  (every paper preset lives there)
 
     return PRESETS.get(name)()
-
-
-@PRESETS.register("han")
-def han_preset() -> ExperimentConfig:
-    """Official HAN: Adam 3e-4, StepLR(10, 0.1), 40 epochs, batch 16, seed 1, selection `>=`."""
-    return ExperimentConfig(
-        preset="han",
-        data=DataConfig(audio="vggish", visual="resnet152", motion="r2plus1d", labels="weak"),
-        model=ModelConfig("han", {}),
-        optim=OptimConfig(optimizer="adam", lr=3e-4, schedule="steplr", step=10, gamma=0.1, epochs=40, batch_size=16),
-        train=TrainConfig(seed=1, select=">="),
-    )
-
-
-def _valor(name: str, audio: str, visual: str, hidden: int, layers: int, lr: float, lr_min: float, seed: int) -> PresetFn:
-    def make() -> ExperimentConfig:
-        return ExperimentConfig(
-            preset=name,
-            data=DataConfig(audio=audio, visual=visual, motion="r2plus1d", labels="pseudo"),
-            model=ModelConfig("han", {"hidden": hidden, "heads": 8, "ff": 1024, "layers": layers, "dropout": 0.1,
-                                      "pre_norm": False, "sequential": True, "loss": "valor"}),
-            optim=OptimConfig(optimizer="adamw", lr=lr, lr_min=lr_min, betas=(0.5, 0.999), eps=1e-8,
-                              weight_decay=1e-3, schedule="warmup_cosine", warmup=10, grad_clip=1.0,
-                              epochs=60, batch_size=64),
-            train=TrainConfig(seed=seed, select=">"),
-        )
-
-    make.__doc__ = f"VALOR scripts ({name}): hidden {hidden}, 8 heads, ff 1024, {layers} layer(s), lr {lr}/{lr_min}, seed {seed}"
-    return make
-
-
-PRESETS.register("valor")(_valor("valor", "vggish", "resnet152", 512, 1, 1e-4, 1e-6, 1000))
-PRESETS.register("valor+")(_valor("valor+", "vggish", "resnet152", 256, 4, 3e-4, 3e-6, 64))
-PRESETS.register("valor++")(_valor("valor++", "clap_tokens", "clip", 256, 4, 3e-4, 3e-6, 87))
-
-
-@PRESETS.register("mmpyr")
-def mmpyr_preset() -> ExperimentConfig:
-    """MM-Pyramid: HAN inputs/loss, Adam 1e-4, StepLR(10, 0.1), 40 epochs, batch 16, seed 1, `>=`."""
-    return ExperimentConfig(
-        preset="mmpyr",
-        data=DataConfig(audio="vggish", visual="resnet152", motion="r2plus1d", labels="weak"),
-        model=ModelConfig("mmpyr", {}),
-        optim=OptimConfig(optimizer="adam", lr=1e-4, schedule="steplr", step=10, gamma=0.1, epochs=40, batch_size=16),
-        train=TrainConfig(seed=1, select=">="),
-    )
-
-
-@PRESETS.register("ma")
-def ma_preset() -> ExperimentConfig:
-    """MA (Wu & Yang): every stage Adam 3e-4, StepLR(10, 0.1), 12 epochs, batch 16, last model kept;
-    evaluated with modality-specific gates (audio by a_prob, visual by v_prob)."""
-    return ExperimentConfig(
-        preset="ma",
-        data=DataConfig(audio="vggish", visual="resnet152", motion="r2plus1d", labels="weak"),
-        model=ModelConfig("ma", {"stage": 0}),
-        optim=OptimConfig(optimizer="adam", lr=3e-4, schedule="steplr", step=10, gamma=0.1, epochs=12, batch_size=16),
-        train=TrainConfig(seed=1, select="last", gate="modality"),
-    )
