@@ -1,12 +1,13 @@
 """Shared pytest fixtures: a session-wide set of tiny synthetic media files made with ffmpeg.
 
-The environment defaults below must run before anything imports avvp, transformers or laion_clap
-(huggingface_hub reads HF_HUB_OFFLINE when it is imported; offline lookups otherwise stall).
+The test session is a program like the console scripts: it applies the same environment defaults
+(avvp._env: offline hub, loopback-only Ray) before anything imports transformers, laion_clap or ray
+(huggingface_hub reads HF_HUB_OFFLINE when it is imported; a Ray imported without
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 maps 127.0.0.1 to the machine's address).
 """
-import os
+from avvp._env import apply_defaults
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+apply_defaults()
 
 import shutil  # noqa: E402
 import sys  # noqa: E402
