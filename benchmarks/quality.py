@@ -77,10 +77,10 @@ BUDGETS: dict[str, Budget] = {
                     "hidden/ffn 256 (paper 512) for time; batch 16 (paper)"),
     "ma": Budget(6, (), "paper size; 6 epochs per stage (paper 12), batch 16 (paper)"),
     "leap": Budget(12, ("--batch-size", "8", *_set("model.options.hidden=256", "model.options.ffn=256",
-                                                    "model.options.han_ff=256", "model.options.label_scale=100")),
+                                                    "model.options.han_ff=256")),
                    "MM-Pyramid encoder, hidden/ffn 256 (paper 512); batch 8 (paper 32), lr 1e-4 StepLR(10, 0.1) "
-                   "(paper); label_scale 100: the store's /text/clip rows are unit-norm, at scale 1 the 25 label "
-                   "tokens collapse to one vector and nothing passes the OR gate for ~9 epochs"),
+                   "(paper); label rows: the preset's packaged GloVe rows (the label_scale 100 of the earlier CLIP-row "
+                   "default is not needed for them)"),
     "valor++": Budget(10, ("--batch-size", "8", *_set("optim.warmup=2")),
                       "paper size; batch 8 (paper 64), warm-up 2 (paper 10 of 60)"),
     "link": Budget(10, ("--batch-size", "8", *_set("optim.warmup=2")),
