@@ -72,7 +72,7 @@ class WeightsUnavailable(RuntimeError):
 
 
 class Backbone(abc.ABC):
-    """Base class. Subclasses set `name`, implement `outputs()`, `extract_batch()`, and optionally
+    """Base class. Subclasses set `name`, implement `outputs()`, `extract_batch()`, `network_inputs()` and optionally
     `dataset_arrays()` (label-text embeddings) — and register with `@BACKBONES.register(name)`."""
 
     name: ClassVar[str] = ""
@@ -104,10 +104,11 @@ class Backbone(abc.ABC):
             raise ValueError(f"{self.name}: the video was decoded with profile {got!r}, the backbone is built for "
                              f"{self.profile!r}; decode and extract with the same profile")
 
+    @abc.abstractmethod
     def network_inputs(self, video: VideoInput) -> dict[str, np.ndarray]:
         """The exact arrays the network receives for one video (float32, before any device transfer),
-        computed by the same functions `extract_batch` uses. Keys are documented in docs/backbones.md."""
-        raise NotImplementedError(f"{self.name} does not expose its network inputs")
+        computed by the same functions `extract_batch` uses. Keys are documented in docs/backbones.md.
+        Part of the contract: a backbone that cannot show its inputs cannot be checked against the reference."""
 
     def input_recipe(self) -> str:
         """One line naming what the active profile reproduces (stored as the `input_recipe` attribute)."""
