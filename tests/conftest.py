@@ -89,3 +89,15 @@ def clip_unicode(media_dir) -> Path:
 def clip_audio_only(media_dir) -> Path:
     """AAC in m4a, no video stream."""
     return media.make_clip(media_dir / "clip_audio_only.m4a", seconds=10)
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """Tiny models run fastest on one thread; intra-op threads only contend on a loaded 2-core box.
+    A module opts in with `pytestmark = pytest.mark.usefixtures("single_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

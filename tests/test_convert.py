@@ -35,12 +35,7 @@ USED_PARAMS = {"han": 4_569_675, "ma": 4_569_675, "valor": 5_094_475, "valor+": 
                "mmpyr": 40_827_469, "leap": 47_256_068, "mmcse": 6_160_333, "cvcms": 8_005_940}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def inputs(source: str, b: int = 2, seed: int = 1):

@@ -27,13 +27,7 @@ TINY = dict(hidden=16, ff=16, occ_dim=4)
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models run fastest on one thread; intra-op threads only contend on a loaded 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 def make_batch(b: int = 4, seed: int = 0, refined: bool = True) -> Batch:
     g = torch.Generator().manual_seed(seed)
