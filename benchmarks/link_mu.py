@@ -30,7 +30,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from avvp.cli.pseudolabel import main as pseudolabel_main
+    from avvp.pseudolabels.run import PseudoLabelRunConfig, run_pseudolabels
     from avvp.cli.train import main as train_main
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
 
@@ -40,7 +40,7 @@ def main() -> None:
         generate_synthetic(store, SyntheticConfig(num_train=200, num_val=50, num_test=50,
                                                   features=("clap_tokens", "clip", "r2plus1d"),
                                                   dims=(("clap_tokens", 32),), seed=0))
-        assert pseudolabel_main(["--data", str(store)]) == 0
+        run_pseudolabels(PseudoLabelRunConfig(store))
     results: dict[str, dict[int, float]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         for name, sets in VARIANTS.items():

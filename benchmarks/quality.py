@@ -130,7 +130,7 @@ COMPARATOR_ROWS: dict[str, tuple[str, Row]] = {  # comparator row key -> (model 
 
 # ------------------------------------------------------------------------------------------------ store
 def make_store(out: Path) -> Path:
-    from avvp.cli.pseudolabel import main as pseudolabel_main
+    from avvp.pseudolabels.run import PseudoLabelRunConfig, run_pseudolabels
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
 
     store = out / "synthetic.h5"
@@ -140,8 +140,7 @@ def make_store(out: Path) -> Path:
     for p in (store, done):
         p.unlink(missing_ok=True)
     generate_synthetic(store, SyntheticConfig(**STORE_CONFIG))
-    if pseudolabel_main(["--data", str(store)]) != 0:
-        raise SystemExit("avvp-pseudolabel failed")
+    run_pseudolabels(PseudoLabelRunConfig(store))
     done.write_text("ok\n")
     return store
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from avvp.cli import pseudolabel as cli
+from avvp.pseudolabels import run as stage
 from avvp.data.classes import LLP_CLASSES
 from avvp.data.store import Store, StoreWriter, VideoRecord
 from avvp.data.synthetic import SyntheticConfig, generate_synthetic
@@ -224,24 +225,24 @@ class _GuardedSource:
 
 def test_calibration_never_reads_test_labels(store_copy, monkeypatch):
     source = _GuardedSource(cal.StoreGroundTruth(store_copy))
-    start = {"audio": cli.default_thresholds(CLAP), "visual": cli.default_thresholds(CLIP)}
+    start = {"audio": stage.default_thresholds(CLAP), "visual": stage.default_thresholds(CLIP)}
     result = cal.calibrate(store_copy, source, start)
     assert source.loaded == ["val"]
     assert set(result) == {"audio", "visual"} and all(c.thresholds.calibrated for c in result.values())
     with pytest.raises(PseudoLabelError, match="never calibrated on the test split"):
         cal.calibrate(store_copy, source, start, split="test")
 
-    # the CLI: test GT only after `calibrate` has returned (the guard unlocks exactly then)
+    # the stage: test GT only after `calibrate` has returned (the guard unlocks exactly then)
     source = _GuardedSource(cal.StoreGroundTruth(store_copy))
-    real = cli.calibrate
+    real = stage.calibrate
 
     def calibrate_then_unlock(*args, **kwargs):
         out = real(*args, **kwargs)
         source.locked = False
         return out
 
-    monkeypatch.setattr(cli, "calibrate", calibrate_then_unlock)
-    run = cli.run_pseudolabels(cli.PseudoLabelRunConfig(store_copy, calibrate_split="val"), source, echo=lambda s: None)
+    monkeypatch.setattr(stage, "calibrate", calibrate_then_unlock)
+    run = stage.run_pseudolabels(stage.PseudoLabelRunConfig(store_copy, calibrate_split="val"), source, echo=lambda s: None)
     assert source.loaded == ["val", "val", "test"] and set(run.gains) == {"val", "test"}
     # calibration maximises the pooled val objective class by class, so it can only go up on val
     for c in run.calibrations.values():
