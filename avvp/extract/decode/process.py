@@ -76,6 +76,8 @@ def audio_filter_args(options: DecodeOptions, rate: int) -> dict[str, Any]:
 
 
 def to_mono(raw: bytes, channels: int) -> np.ndarray:
+    """Interleaved f32le samples → mono by the channel mean (librosa's to_mono and VGGish's reader
+    average; ffmpeg's `-ac 1` matrix would scale stereo by 1/sqrt(2))."""
     x = np.frombuffer(raw, np.float32)
     if channels <= 1:
         return x
