@@ -17,20 +17,12 @@ import threading
 
 import numpy as np
 
-from avvp.extract.decode import (
-    DECODERS,
-    DecodedVideo,
-    DecodeError,
-    DecodeOptions,
-    Decoder,
-    MediaInfo,
-    cfr_frame_sources,
-    check_decodable,
-    frame_times_of,
-    output_size,
-    select_fps_frames,
-)
-from avvp.extract.decoders.ffmpeg_pipe import assemble, decode_audio, stderr_warnings
+from avvp.extract.decode.backend import DECODERS, Decoder
+from avvp.extract.decode.probe import MediaInfo
+from avvp.extract.decode.rate import cfr_frame_sources, frame_times_of
+from avvp.extract.decode.rules import check_decodable, output_size, select_fps_frames
+from avvp.extract.decode.video import DecodedVideo, DecodeError, DecodeOptions
+from avvp.extract.decoders.ffmpeg_pipe import SelectedFrames, assemble, decode_audio, stderr_warnings
 
 
 @DECODERS.register("decord")
@@ -43,7 +35,7 @@ class DecordDecoder(Decoder):
                              "mjpeg encoder, as the official scripts' JPEGs did); use decoder='ffmpeg' or profile='clean'")
         check_decodable(info, options)
         if not options.video and not info.audio:  # audio-only request, file without audio: zeros
-            return assemble(info, options, self.name, None, None, 0, "none", None, {}, [])
+            return assemble(info, options, decoder=self.name)
         audio_opts = dataclasses.replace(options, audio_rates=options.audio_rates if info.audio else ())
         audio_result: dict = {}
 
@@ -64,11 +56,12 @@ class DecordDecoder(Decoder):
         audio, stderr = audio_result["value"]
         warnings = stderr_warnings(stderr)
         if video is None:
-            return assemble(info, options, self.name, None, None, 0, "none", None, audio, warnings)
-        frames, fps_indices, n, rule, times, vwarn = video
-        return assemble(info, options, self.name, frames, fps_indices, n, rule, times, audio, warnings + vwarn)
+            return assemble(info, options, decoder=self.name, audio=audio, warnings=warnings)
+        selected, video_warnings = video
+        return assemble(info, options, decoder=self.name, video=selected, audio=audio,
+                        warnings=warnings + video_warnings)
 
-    def _frames(self, info: MediaInfo, options: DecodeOptions):
+    def _frames(self, info: MediaInfo, options: DecodeOptions) -> tuple[SelectedFrames, list[str]]:
         import decord
 
         assert info.video is not None
@@ -100,4 +93,6 @@ class DecordDecoder(Decoder):
             raise DecodeError(f"decord frames are {batch.shape[2]}x{batch.shape[1]}, expected {w}x{h}",
                               path=info.path)
         frames = batch[inverse]
-        return frames, fps_indices, n, rule, frame_times_of(info, chosen), warnings
+        selected = SelectedFrames(frames=frames, fps_indices=fps_indices, num_fps_frames=n, rule=rule,
+                                  times=frame_times_of(info, chosen))
+        return selected, warnings

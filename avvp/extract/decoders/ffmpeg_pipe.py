@@ -10,33 +10,26 @@ the disk. Commands are built with ffmpeg-python; subprocess runs them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Mapping, Sequence
 
 import numpy as np
 
-from avvp.extract.decode import (
-    DECODERS,
-    FFMPEG_BIN,
-    DecodedVideo,
-    DecodeError,
-    DecodeOptions,
-    Decoder,
-    MediaInfo,
-    audio_filter_args,
+from avvp.extract.decode.backend import DECODERS, Decoder
+from avvp.extract.decode.probe import MediaInfo
+from avvp.extract.decode.process import audio_filter_args, ffmpeg_binary, ffmpeg_input_path, run_ffmpeg, to_mono
+from avvp.extract.decode.rate import cfr_frame_sources, frame_times_of
+from avvp.extract.decode.rules import (
     AudioSpan,
-    cut_audio_window,
-    cfr_frame_sources,
     check_decodable,
     compact_in_place,
+    cut_audio_window,
     fit_audio,
-    frame_times_of,
     output_size,
     padded_seconds,
-    run_ffmpeg,
     select_fps_frames,
-    to_mono,
-    _ffmpeg_path,
 )
+from avvp.extract.decode.video import DecodedVideo, DecodeError, DecodeOptions
 
 GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 
@@ -45,7 +38,7 @@ def build_command(info: MediaInfo, options: DecodeOptions, audio_urls: list[str]
     """The ffmpeg command line: optional rawvideo on stdout, one f32le output per audio URL."""
     import ffmpeg  # ffmpeg-python
 
-    path = _ffmpeg_path(info.path)
+    path = ffmpeg_input_path(info.path)
     outputs = []
     if video:
         assert info.video is not None
@@ -71,7 +64,7 @@ def build_command(info: MediaInfo, options: DecodeOptions, audio_urls: list[str]
         assert info.audio is not None
         outputs.append(ffmpeg.output(asrc[str(info.audio.index)], url, format="f32le",
                                      acodec="pcm_f32le", **audio_filter_args(options, rate)))
-    args = ffmpeg.merge_outputs(*outputs).compile(cmd=FFMPEG_BIN)
+    args = ffmpeg.merge_outputs(*outputs).compile(cmd=ffmpeg_binary())
     return [args[0], *GLOBAL_ARGS, *args[1:]]
 
 
@@ -121,18 +114,31 @@ def finish_audio(info: MediaInfo, options: DecodeOptions, pipes: list[bytes]) ->
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class SelectedFrames:
+    """A backend's video result for one window: the chosen frames and where they come from."""
+
+    frames: np.ndarray  # (num_frames, H, W, 3) uint8 RGB
+    fps_indices: np.ndarray  # (num_frames,) int64 indices into the N fps frames
+    num_fps_frames: int  # N
+    rule: str  # the rule select_fps_frames used ("reference" or "time")
+    times: np.ndarray  # (num_frames,) source timestamps in seconds
+
+
 def assemble(
-    info: MediaInfo, options: DecodeOptions, decoder: str, frames: np.ndarray | None,
-    fps_indices: np.ndarray | None, num_fps_frames: int, rule: str, frame_times: np.ndarray | None,
-    audio: dict[int, np.ndarray], warnings: list[str],
+    info: MediaInfo, options: DecodeOptions, *, decoder: str, video: SelectedFrames | None = None,
+    audio: Mapping[int, np.ndarray] | None = None, warnings: Sequence[str] = (),
 ) -> DecodedVideo:
-    """Builds the DecodedVideo both backends return."""
+    """Builds the DecodedVideo both backends return. Without `video` the frame fields are empty (rule
+    "none"); requested audio rates missing from `audio` are silence of the window's length."""
     zeros = {r: fit_audio(np.zeros(0, np.float32), round(options.window * r)) for r in options.audio_rates}
-    audio = {**zeros, **audio}
+    all_audio = {**zeros, **(audio or {})}
     return DecodedVideo(
-        path=info.path, decoder=decoder, frames=frames, frame_times=frame_times,
-        frame_indices=fps_indices, num_fps_frames=num_fps_frames, frame_rule=rule,
-        audio_16k=audio.get(16000), audio_48k=audio.get(48000),
+        path=info.path, decoder=decoder,
+        frames=video.frames if video else None, frame_times=video.times if video else None,
+        frame_indices=video.fps_indices if video else None,
+        num_fps_frames=video.num_fps_frames if video else 0, frame_rule=video.rule if video else "none",
+        audio_16k=all_audio.get(16000), audio_48k=all_audio.get(48000),
         has_audio=info.audio is not None, has_video=info.video is not None,
         duration=info.duration, window_start=options.start, window=options.window, fps=options.fps,
         source_fps=info.video.fps if info.video else 0.0,
@@ -177,12 +183,11 @@ class FfmpegPipeDecoder(Decoder):
         want_video = options.video
         audio_rates = options.audio_rates if info.audio is not None else ()
         if not want_video and not audio_rates:  # audio-only request, file without audio: zeros, no ffmpeg run
-            return assemble(info, options, self.name, None, None, 0, "none", None, {}, [])
+            return assemble(info, options, decoder=self.name)
         run_opts = dataclasses.replace(options, audio_rates=audio_rates) if audio_rates != options.audio_rates else options
         if not want_video:
             audio, stderr = decode_audio(info, run_opts)
-            return assemble(info, options, self.name, None, None, 0, "none", None, audio,
-                            stderr_warnings(stderr))
+            return assemble(info, options, decoder=self.name, audio=audio, warnings=stderr_warnings(stderr))
 
         assert info.video is not None
         w, h = output_size(info.video.width, info.video.height, options.max_side)
@@ -202,4 +207,5 @@ class FfmpegPipeDecoder(Decoder):
         frames = compact_in_place(sink.buf, fps_indices)
         times = reference_frame_times(info, options, n, fps_indices, warnings)
         audio = finish_audio(info, run_opts, pipes) if audio_rates else {}
-        return assemble(info, options, self.name, frames, fps_indices, n, rule, times, audio, warnings)
+        video = SelectedFrames(frames=frames, fps_indices=fps_indices, num_fps_frames=n, rule=rule, times=times)
+        return assemble(info, options, decoder=self.name, video=video, audio=audio, warnings=warnings)

@@ -28,20 +28,11 @@ from __future__ import annotations
 import numpy as np
 
 from avvp.extract import reference_inputs as ref
-from avvp.extract.decode import (
-    FFMPEG_BIN,
-    DecodedVideo,
-    DecodeError,
-    DecodeOptions,
-    MediaInfo,
-    cfr_frame_sources,
-    fit_audio,
-    select_fps_frames,
-    frame_times_of,
-    padded_seconds,
-    run_ffmpeg,
-    _ffmpeg_path,
-)
+from avvp.extract.decode.probe import MediaInfo
+from avvp.extract.decode.process import ffmpeg_binary, ffmpeg_input_path, run_ffmpeg
+from avvp.extract.decode.rate import cfr_frame_sources, frame_times_of
+from avvp.extract.decode.rules import fit_audio, padded_seconds, select_fps_frames
+from avvp.extract.decode.video import DecodedVideo, DecodeError, DecodeOptions
 
 GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 NUM_SEGMENT_FRAMES = 10  # VALOR: one CLIP frame per 1 s segment
@@ -68,12 +59,12 @@ def moviepy_duration(info: MediaInfo, options: DecodeOptions) -> float:
 
 def build_command(info: MediaInfo, options: DecodeOptions, urls: list[str], *, video: bool,
                   rates: tuple[int, ...]) -> list[str]:
-    cmd = [FFMPEG_BIN, *GLOBAL_ARGS]
+    cmd = [ffmpeg_binary(), *GLOBAL_ARGS]
     if options.start > 0:
         cmd += ["-ss", repr(float(options.start))]
     if not reaches_end(info, options):
         cmd += ["-t", repr(float(options.window))]
-    cmd += ["-i", _ffmpeg_path(info.path)]
+    cmd += ["-i", ffmpeg_input_path(info.path)]
     if video:
         assert info.video is not None
         cmd += ["-map", f"0:{info.video.index}", "-r", str(options.fps), "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"]
