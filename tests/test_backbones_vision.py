@@ -22,12 +22,8 @@ from avvp.extract.backbones.base import BACKBONES, BackboneConfig, WeightsUnavai
 from avvp.extract.backbones.clip import ClipBackbone, segment_frame_indices
 from avvp.extract.backbones.prompts import CLAP_LABELS, CLAP_TEXTS, CLIP_PROMPTS
 from avvp.extract.backbones.r2plus1d import R2Plus1DBackbone
-from avvp.extract.backbones.resnet152 import (
-    ResNet152Backbone,
-    frames_to_nchw,
-    normalize_on_device,
-    resize_like_pil,
-)
+from avvp.extract.backbones.frames import frames_to_nchw, normalize_on_device, resize_like_pil
+from avvp.extract.backbones.resnet152 import ResNet152Backbone
 from avvp.extract.backbones.weights import resolve_weights_file
 
 
@@ -194,7 +190,7 @@ def test_resnet152_extracts_80_frame_features(resnet_random, videos):
     assert feats.shape == (80, 2048)
     spec = resnet_random.outputs()[0]
     assert spec.path == "features/resnet152" and spec.attrs["fps"] == 8
-    assert spec.layout == "frame(8 fps, 80) x dim"
+    assert spec.layout == "frames" and spec.axes == "frame(8 fps, 80) x dim"
     assert not resnet_random.load_model().training
     # row i is frame i (no reordering across the 48-frame chunks)
     for i in (0, 47, 48, 79):

@@ -166,12 +166,13 @@ def parsed(tmp_path_factory):
     then run `avvp-parse` on a 25 s clip and on a broken file."""
     from avvp.cli.parse import main
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+    from avvp.extract.backbones import feature_specs
     from avvp.train import preset, train
 
     root = tmp_path_factory.mktemp("parse")
     store = root / "syn.h5"
-    generate_synthetic(store, SyntheticConfig(num_train=16, num_val=8, num_test=8, features=("vggish", "clip"),
-                                              dims=(("clip", 512),)))
+    syn = SyntheticConfig(num_train=16, num_val=8, num_test=8, features=("vggish", "clip"), dims=(("clip", 512),))
+    generate_synthetic(store, syn, feature_specs(syn.features))
     cfg = preset("han")
     cfg.data.store, cfg.data.audio, cfg.data.visual, cfg.data.motion = str(store), "vggish", "clip", None
     cfg.model.options = {"hidden": 32, "ff": 64}

@@ -12,6 +12,7 @@ from avvp.cli.train import main as train_main
 from avvp.data.predictions import read_predictions
 from avvp.data.store import Store, StoreWriter
 from avvp.data.synthetic import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS, SyntheticConfig, generate_synthetic
+from avvp.extract.backbones import feature_specs
 from avvp.metrics import LevelResult, MetricResult
 from avvp.train.config import ExperimentConfig, apply_override, dump_config, load_config, preset
 from avvp.train.data import TrainingData, parse_visual_arg
@@ -44,8 +45,8 @@ def write_valor_pseudo(path: Path) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("train") / "tiny.h5"
-    generate_synthetic(path, SyntheticConfig(num_train=40, num_val=12, num_test=12, dims=TINY_DIMS,
-                                             features=tuple(n for n, _ in TINY_DIMS)))
+    syn = SyntheticConfig(num_train=40, num_val=12, num_test=12, dims=TINY_DIMS, features=tuple(n for n, _ in TINY_DIMS))
+    generate_synthetic(path, syn, feature_specs(syn.features))
     write_valor_pseudo(path)
     return path
 
@@ -53,8 +54,8 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def weak_only_store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weak") / "weak.h5"
-    generate_synthetic(path, SyntheticConfig(num_train=16, num_val=8, num_test=8, dims=TINY_DIMS,
-                                             features=("vggish", "resnet152", "r2plus1d")))
+    syn = SyntheticConfig(num_train=16, num_val=8, num_test=8, dims=TINY_DIMS, features=("vggish", "resnet152", "r2plus1d"))
+    generate_synthetic(path, syn, feature_specs(syn.features))
     return path
 
 
@@ -240,8 +241,8 @@ def test_cli_pseudo_labels_missing_names_the_command(weak_only_store, tmp_path, 
 
 def test_ma_three_stages_write_refined_labels(tmp_path):
     path = tmp_path / "ma.h5"
-    generate_synthetic(path, SyntheticConfig(num_train=24, num_val=8, num_test=8, dims=TINY_DIMS,
-                                             features=("vggish", "resnet152", "r2plus1d")))
+    syn = SyntheticConfig(num_train=24, num_val=8, num_test=8, dims=TINY_DIMS, features=("vggish", "resnet152", "r2plus1d"))
+    generate_synthetic(path, syn, feature_specs(syn.features))
     rc = train_main(["--model", "ma", "--data", str(path), "--out", str(tmp_path / "ma"), "--epochs", "1",
                      "--no-progress", *TINY_HAN])
     assert rc == 0

@@ -168,6 +168,7 @@ class ClipBackbone(Backbone):
     prompts: tuple[str, ...] = CLIP_PROMPTS
 
     Options = ClipOptions
+    inherited_options = ("model", "pretrained", "quick_gelu")
     OUTPUTS = (
         OutputSpec("features/clip", (NUM_SEGMENTS, DEFAULT_EMBED_DIM), SEGMENTS, "segment x dim"),
         OutputSpec("zeroshot/clip", (NUM_SEGMENTS, NUM_CLASSES), SEGMENTS, "segment x class"),
