@@ -13,9 +13,11 @@ from avvp.extract.backbones.base import (
     OutputSpec,
     WeightsUnavailable,
     backbone_of_output,
+    backbone_options,
     feature_specs,
+    parse_option_assignment,
 )
 from avvp.extract.backbones import clap, clip, r2plus1d, resnet152, vggish  # noqa: F401,E402  (registration)
 
 __all__ = ["BACKBONES", "Backbone", "BackboneConfig", "BackboneOptions", "OutputSpec", "WeightsUnavailable",
-           "backbone_of_output", "feature_specs"]
+           "backbone_of_output", "backbone_options", "feature_specs", "parse_option_assignment"]

@@ -378,3 +378,32 @@ def feature_specs(features: Iterable[str], options: Mapping[str, Any] | None = N
         (spec,) = [s for s in backbone.declared_outputs(options.get(name)) if s.path == path]
         specs[feature] = FeatureSpec(modality_of(backbone), tuple(spec.shape), spec.layout)
     return specs
+
+
+def parse_option_assignment(text: str) -> tuple[str, str, str]:
+    """"clip.model=ViT-B-32" -> ("clip", "model", "ViT-B-32"); ValueError naming the valid backbones or
+    options when either is unknown."""
+    target, sep, value = text.partition("=")
+    backbone, dot, key = target.strip().partition(".")
+    if not sep or not dot or not backbone or not key:
+        raise ValueError(f"backbone option {text!r} must look like BACKBONE.OPTION=VALUE, e.g. clip.model=ViT-B-32")
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone option {text!r}: unknown backbone {backbone!r}; known: {', '.join(BACKBONES.names())}")
+    known = sorted(f.name for f in fields(BACKBONES.get(backbone).Options))
+    if key not in known:
+        raise ValueError(f"backbone option {text!r}: {backbone} has no option {key!r}; known: {', '.join(known)}")
+    return backbone, key, value
+
+
+def backbone_options(assignments: Iterable[tuple[str, str, Any]]) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """(backbone, option, value) triples -> the `backbone_options` of an ExtractionConfig / ParseConfig:
+    ((backbone, ((option, typed value), ...)), ...), sorted. Each backbone's values are checked by its
+    typed Options (ValueError for a bad value); a later assignment of the same option wins."""
+    grouped: dict[str, dict[str, Any]] = {}
+    for backbone, key, value in assignments:
+        grouped.setdefault(backbone, {})[key] = value
+    result = []
+    for backbone, values in sorted(grouped.items()):
+        typed = BACKBONES.get(backbone).parse_options(values)
+        result.append((backbone, tuple((k, getattr(typed, k)) for k in sorted(values))))
+    return tuple(result)
