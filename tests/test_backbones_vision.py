@@ -18,7 +18,9 @@ from PIL import Image
 from torchvision import transforms as T
 
 from avvp.data.classes import LLP_CLASSES
-from avvp.extract.backbones.base import BACKBONES, BackboneConfig, WeightsUnavailable
+from avvp.data.layouts import layout_by_length
+from avvp.extract.backbones import feature_specs
+from avvp.extract.backbones.base import BACKBONES, BackboneConfig, WeightsUnavailable, options_from_pairs
 from avvp.extract.backbones.clip import ClipBackbone, segment_frame_indices
 from avvp.extract.backbones.prompts import CLAP_LABELS, CLAP_TEXTS, CLIP_PROMPTS
 from avvp.extract.backbones.r2plus1d import R2Plus1DBackbone
@@ -175,6 +177,12 @@ def test_clip_preprocess_matches_valor_transform(clip_b32, hw):
 def _check_outputs(backbone, result):
     specs = {s.path: s for s in backbone.outputs()}
     assert set(result) == set(specs)
+    # the class-level declarations (read without building, e.g. by feature_specs and avvp-parse) are what
+    # extract_batch produces: a wrong declared shape fails here
+    declared = type(backbone).declared_outputs(backbone.options)
+    assert {s.path: s.shape for s in declared} == {path: arr.shape for path, arr in result.items()}
+    for spec in declared:
+        assert layout_by_length(spec.shape[0]) == spec.layout, spec  # frames 80, segments 10
     for path, arr in result.items():
         assert arr.shape == specs[path].shape and arr.dtype == np.float32 and np.isfinite(arr).all(), path
         attrs = backbone.store_attrs(specs[path])
@@ -275,6 +283,44 @@ def test_clip_zeroshot_is_scaled_cosine_with_valor_prompts(clip_b32, videos):
     assert {s.path: s for s in clean.outputs()}["features/clip"].attrs["frame_indices"] == \
         [0, 9, 18, 26, 35, 44, 53, 61, 70, 79]
     assert specs["features/clip"].attrs["quick_gelu"] is True  # the openai tag's activation
+
+
+def test_declarations_need_no_network_and_follow_the_options(monkeypatch):
+    """Shapes, layouts and streams are class-level data: nothing is built or looked up to read them,
+    and CLIP's width follows its model option."""
+    import open_clip
+
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("declarations built a network"))
+    assert ClipBackbone.declared_outputs()[0].shape == (10, 768)
+    assert ClipBackbone.declared_outputs((("model", "ViT-B-32"),))[0].shape == (10, 512)
+    assert ResNet152Backbone.declared_outputs()[0].layout == "frames" and ResNet152Backbone.streams() == ("frames",)
+    specs = feature_specs(["resnet152", "clip", "clap_tokens"], {"clip": {"model": "ViT-B-32"}})
+    assert specs["resnet152"].shape == (80, 2048) and specs["resnet152"].modality == "visual"
+    assert specs["clip"].shape == (10, 512) and specs["clap_tokens"].layout == "tokens"
+    assert specs["clap_tokens"].modality == "audio"
+    with pytest.raises(KeyError, match="features/clip"):
+        feature_specs(["nosuch"])
+
+
+def test_inherited_options_are_recorded_in_the_feature_attrs(clip_b32):
+    """avvp-parse reads these back from the training store: each must be written with the features."""
+    attrs = {s.path: s.attrs for s in clip_b32.outputs()}["features/clip"]
+    assert ClipBackbone.inherited_options and all(k in attrs for k in ClipBackbone.inherited_options)
+    assert attrs["model"] == "ViT-B-32" and attrs["quick_gelu"] is True  # the openai tag's default
+
+
+def test_typed_options_parse_strings_and_name_the_valid_keys():
+    opts = options_from_pairs(ClipBackbone.Options, (("quick_gelu", "false"), ("batch_frames", "8")), "clip")
+    assert opts.quick_gelu is False and opts.batch_frames == 8 and opts.model == "ViT-L-14"
+    assert options_from_pairs(ClipBackbone.Options, {"quick_gelu": "none"}, "clip").quick_gelu is None
+    with pytest.raises(ValueError, match=r"clip: unknown option\(s\) \['modle'\]; known options: antialias: .*model: "):
+        options_from_pairs(ClipBackbone.Options, {"modle": "ViT-B-32"}, "clip")
+    with pytest.raises(ValueError, match="expected true or false"):
+        options_from_pairs(ClipBackbone.Options, {"antialias": "maybe"}, "clip")
+    with pytest.raises(ValueError, match=r"r2plus1d: batch_frames must be >= 8"):
+        R2Plus1DBackbone(BackboneConfig(weights="random").with_options(batch_frames=4))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.model = "x"
 
 
 def test_bad_frames_and_options_are_rejected_before_any_forward(resnet_random, clip_b32):

@@ -230,6 +230,19 @@ def test_cli_valor_pp_tokens_and_clip_without_motion(store, tmp_path):
     assert rc == 0
     ckpt = torch.load(tmp_path / "v" / "best.pt", weights_only=False)
     assert ckpt["input_dims"]["audio"] == (64, 8) and ckpt["input_dims"]["motion"] is None
+    # the layouts the store records (declared by the backbones) reach the checkpoint and the rebuilt model
+    assert dict(ckpt["input_dims"]["layouts"]) == {"audio": "tokens", "visual": "segments"}
+    model, _ = load_model(tmp_path / "v" / "best.pt")
+    assert model.projection.audio_tokens
+
+
+def test_training_dims_carry_the_recorded_layouts(store, tmp_path):
+    """The trainer reads each feature's `layout` attribute (stores without one fall back to the length
+    rule: tests/test_models.py)."""
+    cfg = tiny_cfg(store, tmp_path)
+    cfg.data.audio, cfg.data.visual, cfg.data.motion = "clap_tokens", "resnet152", "r2plus1d"
+    dims = TrainingData(cfg.data, splits=("test",)).dims
+    assert dict(dims.layouts) == {"audio": "tokens", "visual": "frames", "motion": "segments"}
 
 
 def test_cli_pseudo_labels_missing_names_the_command(weak_only_store, tmp_path, capsys):
