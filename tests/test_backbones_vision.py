@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,6 +301,26 @@ def test_declarations_need_no_network_and_follow_the_options(monkeypatch):
     assert specs["clap_tokens"].modality == "audio"
     with pytest.raises(KeyError, match="features/clip"):
         feature_specs(["nosuch"])
+
+
+def test_docs_adding_a_backbone_example_is_true(tmp_path, capsys):
+    """The worked example of docs/architecture.md registers, declares, extracts and loads weights as shown."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    section = text[text.index("## Adding a backbone"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    try:
+        exec(compile(code, "docs/architecture.md", "exec"), {"__name__": "mybackbone_doc_example"})
+        cls = BACKBONES.get("mybackbone")
+        assert feature_specs(["mybackbone"])["mybackbone"].shape == (10, 3)
+        video = ArrayVideo(make_frames(6, 8, seed=3))
+        random = cls(BackboneConfig(weights="random").with_options(batch_frames="8"))
+        assert random.options.batch_frames == 8
+        assert random.extract_batch([video])[0]["features/mybackbone"].shape == (10, 3)
+        torch.save(torch.nn.Linear(3, 3).state_dict(), tmp_path / "mybackbone-v1.pth")
+        loaded = cls(BackboneConfig(weights_dir=str(tmp_path)))
+        assert loaded.weights_id() == "me:mybackbone-v1" and loaded.load_model().weight.shape == (3, 3)
+    finally:
+        BACKBONES._entries.pop("mybackbone", None)
 
 
 def test_inherited_options_are_recorded_in_the_feature_attrs(clip_b32):
