@@ -6,7 +6,7 @@ A backbone turns decoded videos into named arrays whose names are store paths:
 
 plus, once per dataset, label-text arrays such as {"text/clip": (25, 768)}. Each backbone lives in its
 own file under `avvp/extract/backbones/` and registers itself in `BACKBONES`; adding one is a file and a
-`@BACKBONES.register(...)` line (plus its import in `backbones/__init__.py`).
+`@BACKBONES.register(...)` line (the package imports all its modules).
 
 What a backbone is, is declared on its class, readable without building a network or finding weights:
 `Options` (a frozen dataclass of its options), `OUTPUTS` (store path, per-video shape and layout of each
