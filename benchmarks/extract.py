@@ -300,7 +300,7 @@ def our_preprocess(name: str, decoded):
     import torch
 
     from avvp.extract.backbones import clap
-    from avvp.extract.backbones.resnet152 import check_frames, normalize_on_device
+    from avvp.extract.backbones.frames import check_frames, normalize_on_device
 
     b = backbone(name)
     if name == "resnet152":

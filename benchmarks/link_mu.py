@@ -33,13 +33,14 @@ def main() -> None:
     from avvp.pseudolabels.run import PseudoLabelRunConfig, run_pseudolabels
     from avvp.cli.train import main as train_main
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+    from avvp.extract.backbones import feature_specs
 
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "syn.h5"
     if not store.exists():
-        generate_synthetic(store, SyntheticConfig(num_train=200, num_val=50, num_test=50,
-                                                  features=("clap_tokens", "clip", "r2plus1d"),
-                                                  dims=(("clap_tokens", 32),), seed=0))
+        syn = SyntheticConfig(num_train=200, num_val=50, num_test=50, features=("clap_tokens", "clip", "r2plus1d"),
+                              dims=(("clap_tokens", 32),), seed=0)
+        generate_synthetic(store, syn, feature_specs(syn.features))
         run_pseudolabels(PseudoLabelRunConfig(store))
     results: dict[str, dict[int, float]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):

@@ -132,6 +132,7 @@ COMPARATOR_ROWS: dict[str, tuple[str, Row]] = {  # comparator row key -> (model 
 def make_store(out: Path) -> Path:
     from avvp.pseudolabels.run import PseudoLabelRunConfig, run_pseudolabels
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+    from avvp.extract.backbones import feature_specs
 
     store = out / "synthetic.h5"
     done = out / "synthetic.done"
@@ -139,7 +140,8 @@ def make_store(out: Path) -> Path:
         return store
     for p in (store, done):
         p.unlink(missing_ok=True)
-    generate_synthetic(store, SyntheticConfig(**STORE_CONFIG))
+    syn = SyntheticConfig(**STORE_CONFIG)
+    generate_synthetic(store, syn, feature_specs(syn.features))
     run_pseudolabels(PseudoLabelRunConfig(store))
     done.write_text("ok\n")
     return store

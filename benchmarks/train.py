@@ -21,6 +21,7 @@ from torch import nn
 
 from avvp.data.store import Store, StoreWriter
 from avvp.data.synthetic import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS, SyntheticConfig, generate_synthetic
+from avvp.extract.backbones import feature_specs
 from avvp.train.config import preset
 from avvp.train.loop import Trainer, shuffle_generator
 
@@ -29,8 +30,9 @@ CASES = {"han": ("han", {}), "mmpyr": ("mmpyr", {}), "ma": ("ma", {"stage": 1}),
 
 
 def make_store(path: Path, num_train: int) -> None:
-    generate_synthetic(path, SyntheticConfig(num_train=num_train, num_val=8, num_test=8,
-                                             features=("vggish", "resnet152", "r2plus1d", "clip", "clap_tokens")))
+    syn = SyntheticConfig(num_train=num_train, num_val=8, num_test=8,
+                          features=("vggish", "resnet152", "r2plus1d", "clip", "clap_tokens"))
+    generate_synthetic(path, syn, feature_specs(syn.features))
     with Store(path) as s:
         ids, weak = list(s.ids), s.read("labels/weak")
         pa = ((weak[:, None] > 0) & (s.read("zeroshot/clap") > np.array(VALOR_CLAP_THRESHOLDS))).astype(np.uint8)

@@ -107,7 +107,10 @@ def test_vggish_random_shapes_attrs_and_no_audio(vggish_random):
     assert np.all(feats >= 0) and feats.std() > 0  # post-ReLU embedding, not constant
     np.testing.assert_array_equal(results[1]["features/vggish"], np.zeros((10, 128), np.float32))
     (spec,) = backbone.outputs()
-    assert spec.path == "features/vggish" and spec.shape == (10, 128)
+    assert spec.path == "features/vggish" and spec.shape == (10, 128) and spec.layout == "segments"
+    # the class-level declaration is what extract_batch produces
+    assert {s.path: s.shape for s in type(backbone).declared_outputs()} == {"features/vggish": feats.shape}
+    assert type(backbone).streams() == ("audio_16k",)
     attrs = backbone.store_attrs(spec)
     assert attrs["sample_rate"] == 16000 and attrs["random_weights"] is True and attrs["weights"] == "random"
     assert attrs["postprocess"] is False and attrs["final_relu"] is True
@@ -315,6 +318,11 @@ def test_clap_shapes_and_no_audio(clap_random, clap_outputs):
         np.testing.assert_array_equal(silent[path], np.zeros(specs[path].shape, np.float32))
     assert audible["features/clap"].shape == (10, 512) and audible["zeroshot/clap"].shape == (10, NUM_CLASSES)
     assert audible["features/clap_tokens"].shape == (64, 768)
+    # the class-level declarations (no network needed to read them) are what extract_batch produces
+    declared = type(clap_random.backbone).declared_outputs()
+    assert {s.path: s.shape for s in declared} == {path: array.shape for path, array in audible.items()}
+    assert {s.path: s.layout for s in declared} == {"features/clap": "segments", "zeroshot/clap": "segments",
+                                                    "features/clap_tokens": "tokens"}
     np.testing.assert_allclose(np.linalg.norm(audible["features/clap"], axis=1), 1.0, rtol=1e-5)
     assert specs["features/clap"].attrs["sample_rate"] == 48000
     # pieces differ from each other (the signal is amplitude-modulated at 0.5 Hz)

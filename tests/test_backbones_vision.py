@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,16 +21,14 @@ from PIL import Image
 from torchvision import transforms as T
 
 from avvp.data.classes import LLP_CLASSES
-from avvp.extract.backbones.base import BACKBONES, BackboneConfig, WeightsUnavailable
+from avvp.data.layouts import layout_by_length
+from avvp.extract.backbones import feature_specs
+from avvp.extract.backbones.base import BACKBONES, BackboneConfig, WeightsUnavailable, options_from_pairs
 from avvp.extract.backbones.clip import ClipBackbone, segment_frame_indices
 from avvp.extract.backbones.prompts import CLAP_LABELS, CLAP_TEXTS, CLIP_PROMPTS
 from avvp.extract.backbones.r2plus1d import R2Plus1DBackbone
-from avvp.extract.backbones.resnet152 import (
-    ResNet152Backbone,
-    frames_to_nchw,
-    normalize_on_device,
-    resize_like_pil,
-)
+from avvp.extract.backbones.frames import frames_to_nchw, normalize_on_device, resize_like_pil
+from avvp.extract.backbones.resnet152 import ResNet152Backbone
 from avvp.extract.backbones.weights import resolve_weights_file
 
 
@@ -179,6 +180,12 @@ def test_clip_preprocess_matches_valor_transform(clip_b32, hw):
 def _check_outputs(backbone, result):
     specs = {s.path: s for s in backbone.outputs()}
     assert set(result) == set(specs)
+    # the class-level declarations (read without building, e.g. by feature_specs and avvp-parse) are what
+    # extract_batch produces: a wrong declared shape fails here
+    declared = type(backbone).declared_outputs(backbone.options)
+    assert {s.path: s.shape for s in declared} == {path: arr.shape for path, arr in result.items()}
+    for spec in declared:
+        assert layout_by_length(spec.shape[0]) == spec.layout, spec  # frames 80, segments 10
     for path, arr in result.items():
         assert arr.shape == specs[path].shape and arr.dtype == np.float32 and np.isfinite(arr).all(), path
         attrs = backbone.store_attrs(specs[path])
@@ -194,7 +201,7 @@ def test_resnet152_extracts_80_frame_features(resnet_random, videos):
     assert feats.shape == (80, 2048)
     spec = resnet_random.outputs()[0]
     assert spec.path == "features/resnet152" and spec.attrs["fps"] == 8
-    assert spec.layout == "frame(8 fps, 80) x dim"
+    assert spec.layout == "frames" and spec.axes == "frame(8 fps, 80) x dim"
     assert not resnet_random.load_model().training
     # row i is frame i (no reordering across the 48-frame chunks)
     for i in (0, 47, 48, 79):
@@ -279,6 +286,66 @@ def test_clip_zeroshot_is_scaled_cosine_with_valor_prompts(clip_b32, videos):
     assert {s.path: s for s in clean.outputs()}["features/clip"].attrs["frame_indices"] == \
         [0, 9, 18, 26, 35, 44, 53, 61, 70, 79]
     assert specs["features/clip"].attrs["quick_gelu"] is True  # the openai tag's activation
+
+
+def test_declarations_need_no_network_and_follow_the_options(monkeypatch):
+    """Shapes, layouts and streams are class-level data: nothing is built or looked up to read them,
+    and CLIP's width follows its model option."""
+    import open_clip
+
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("declarations built a network"))
+    assert ClipBackbone.declared_outputs()[0].shape == (10, 768)
+    assert ClipBackbone.declared_outputs((("model", "ViT-B-32"),))[0].shape == (10, 512)
+    assert ResNet152Backbone.declared_outputs()[0].layout == "frames" and ResNet152Backbone.streams() == ("frames",)
+    specs = feature_specs(["resnet152", "clip", "clap_tokens"], {"clip": {"model": "ViT-B-32"}})
+    assert specs["resnet152"].shape == (80, 2048) and specs["resnet152"].modality == "visual"
+    assert specs["clip"].shape == (10, 512) and specs["clap_tokens"].layout == "tokens"
+    assert specs["clap_tokens"].modality == "audio"
+    with pytest.raises(KeyError, match="features/clip"):
+        feature_specs(["nosuch"])
+
+
+def test_docs_adding_a_backbone_example_is_true(tmp_path, monkeypatch):
+    """The worked example of docs/architecture.md registers, declares, extracts and loads weights as shown."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    section = text[text.index("## Adding a backbone"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    module = types.ModuleType("mybackbone_doc_example")  # as if it were avvp/extract/backbones/mybackbone.py
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    try:
+        exec(compile(code, "docs/architecture.md", "exec", dont_inherit=True), module.__dict__)
+        cls = BACKBONES.get("mybackbone")
+        assert feature_specs(["mybackbone"])["mybackbone"].shape == (10, 3)
+        video = ArrayVideo(make_frames(6, 8, seed=3))
+        random = cls(BackboneConfig(weights="random").with_options(batch_frames="8"))
+        assert random.options.batch_frames == 8
+        assert random.extract_batch([video])[0]["features/mybackbone"].shape == (10, 3)
+        torch.save(torch.nn.Linear(3, 3).state_dict(), tmp_path / "mybackbone-v1.pth")
+        loaded = cls(BackboneConfig(weights_dir=str(tmp_path)))
+        assert loaded.weights_id() == "me:mybackbone-v1" and loaded.load_model().weight.shape == (3, 3)
+    finally:
+        BACKBONES._entries.pop("mybackbone", None)
+
+
+def test_inherited_options_are_recorded_in_the_feature_attrs(clip_b32):
+    """avvp-parse reads these back from the training store: each must be written with the features."""
+    attrs = {s.path: s.attrs for s in clip_b32.outputs()}["features/clip"]
+    assert ClipBackbone.inherited_options and all(k in attrs for k in ClipBackbone.inherited_options)
+    assert attrs["model"] == "ViT-B-32" and attrs["quick_gelu"] is True  # the openai tag's default
+
+
+def test_typed_options_parse_strings_and_name_the_valid_keys():
+    opts = options_from_pairs(ClipBackbone.Options, (("quick_gelu", "false"), ("batch_frames", "8")), "clip")
+    assert opts.quick_gelu is False and opts.batch_frames == 8 and opts.model == "ViT-L-14"
+    assert options_from_pairs(ClipBackbone.Options, {"quick_gelu": "none"}, "clip").quick_gelu is None
+    with pytest.raises(ValueError, match=r"clip: unknown option\(s\) \['modle'\]; known options: antialias: .*model: "):
+        options_from_pairs(ClipBackbone.Options, {"modle": "ViT-B-32"}, "clip")
+    with pytest.raises(ValueError, match="expected true or false"):
+        options_from_pairs(ClipBackbone.Options, {"antialias": "maybe"}, "clip")
+    with pytest.raises(ValueError, match=r"r2plus1d: batch_frames must be >= 8"):
+        R2Plus1DBackbone(BackboneConfig(weights="random").with_options(batch_frames=4))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.model = "x"
 
 
 def test_bad_frames_and_options_are_rejected_before_any_forward(resnet_random, clip_b32):

@@ -129,3 +129,30 @@ def test_decoding_only_the_needed_streams_changes_no_number(folder):
     np.testing.assert_array_equal(a, b)
     # an audio-only file is still not a video, whatever the backbones read
     assert "no video stream" in decode_job(VideoJob(id="a", path=str(folder / "audioonly.mp4")), cfg).message
+
+
+def test_backbone_opt_is_typed_checked_and_the_deprecated_aliases_say_so(capsys):
+    from avvp.cli.extract import build_parser, config_from_args
+
+    parser = build_parser()
+    base = ["--videos", "v", "--out", "o.h5", "--backbone", "clip", "--backbone", "clap"]
+    new = config_from_args(parser.parse_args(base + ["--backbone-opt", "clip.model=ViT-B-32", "--backbone-opt",
+                                                     "clip.pretrained=laion2b_s34b_b79k", "--backbone-opt",
+                                                     "clap.ckpt=other.pt", "--backbone-opt", "clip.batch_frames=8"]))
+    assert new.options_for("clip") == (("batch_frames", 8), ("model", "ViT-B-32"), ("pretrained", "laion2b_s34b_b79k"))
+    assert new.options_for("clap") == (("ckpt", "other.pt"),)
+    assert capsys.readouterr().err == ""
+    old = config_from_args(parser.parse_args(base + ["--clip-model", "ViT-B-32", "--clip-pretrained", "laion2b_s34b_b79k",
+                                                     "--clap-ckpt", "other.pt", "--backbone-opt", "clip.batch_frames=8"]))
+    assert old == new
+    notices = capsys.readouterr().err.splitlines()
+    assert [line.split(" is deprecated")[0] for line in notices] == [
+        "avvp-extract: NOTICE: --clip-model", "avvp-extract: NOTICE: --clip-pretrained", "avvp-extract: NOTICE: --clap-ckpt"]
+    assert "use --backbone-opt clap.ckpt=other.pt" in notices[2]
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--backbone-opt", "vggish.post_process=true"])
+    assert "vggish has no option 'post_process'; known: batch_examples, final_relu, postprocess" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch_frames: expected int, got 'many'"):
+        config_from_args(parser.parse_args(base + ["--backbone-opt", "clip.batch_frames=many"]))
+    assert main(base + ["--backbone-opt", "clip.batch_frames=0"]) == 2  # a bad value stops before any work
+    assert "clip: batch_frames must be >= 1" in capsys.readouterr().err

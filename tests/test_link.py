@@ -201,10 +201,12 @@ def link_store(tmp_path_factory):
     """Tiny synthetic store (CLAP tokens / CLIP / R(2+1)D, /zeroshot/*, /text/*) + `avvp-pseudolabel`."""
     from avvp.cli.pseudolabel import main as pseudolabel_main
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+    from avvp.extract.backbones import feature_specs
 
     store = tmp_path_factory.mktemp("link") / "syn.h5"
-    generate_synthetic(store, SyntheticConfig(num_train=24, num_val=8, num_test=8, features=("clap_tokens", "clip", "r2plus1d"),
-                                              dims=(("clap_tokens", 16), ("clip", 16), ("r2plus1d", 8)), seed=0))
+    syn = SyntheticConfig(num_train=24, num_val=8, num_test=8, features=("clap_tokens", "clip", "r2plus1d"),
+                          dims=(("clap_tokens", 16), ("clip", 16), ("r2plus1d", 8)), seed=0)
+    generate_synthetic(store, syn, feature_specs(syn.features))
     assert pseudolabel_main(["--data", str(store)]) == 0
     return store
 

@@ -217,10 +217,12 @@ def test_tiny_model_fits_a_batch():
 def tiny_store(tmp_path_factory):
     from avvp.cli.pseudolabel import main as pseudolabel_main
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+    from avvp.extract.backbones import feature_specs
 
     path = tmp_path_factory.mktemp("mmcse") / "syn.h5"
-    generate_synthetic(path, SyntheticConfig(num_train=24, num_val=8, num_test=8, features=("clap_tokens", "clip", "r2plus1d"),
-                                             dims=(("clap_tokens", 16), ("clip", 16), ("r2plus1d", 8)), seed=0))
+    syn = SyntheticConfig(num_train=24, num_val=8, num_test=8, features=("clap_tokens", "clip", "r2plus1d"),
+                          dims=(("clap_tokens", 16), ("clip", 16), ("r2plus1d", 8)), seed=0)
+    generate_synthetic(path, syn, feature_specs(syn.features))
     assert pseudolabel_main(["--data", str(path)]) == 0
     return path
 

@@ -301,3 +301,35 @@ def test_ma_stage3_loss_is_the_official_step3_composition():
     lg_y = torch.nn.functional.binary_cross_entropy(clamp(out.video), y)
     assert plain.loss(out, batch, 1)[1]["global"] == pytest.approx(lg_y.item(), rel=1e-5)
     assert lg_y.item() != pytest.approx(expected_g.item(), rel=1e-3)
+
+
+def test_input_projection_follows_the_recorded_layout_not_the_length():
+    # 32 rows recorded as a CLAP-style token map: token pooling (2 frequency rows of 16 time steps);
+    # the length rule alone knows no 32-row input
+    dims = InputDims((32, 6), (10, 4), None, layouts=(("audio", "tokens"), ("visual", "segments")))
+    proj = InputProjection(dims, hidden=3)
+    assert proj.audio_tokens and isinstance(proj.fc_a, ClapTokenPooling)
+    audio, visual = proj(torch.randn(2, 32, 6), torch.randn(2, 10, 4), None)
+    assert audio.shape == visual.shape == (2, 10, 3)
+    with pytest.raises(ValueError, match="length 32"):
+        InputProjection(InputDims((32, 6), (10, 4), None), hidden=3)
+    # 10 rows recorded as tokens are pooled as tokens, not projected as segments
+    assert InputProjection(InputDims((10, 6), (10, 4), None, layouts=(("audio", "tokens"),)), 3).audio_tokens
+    # 20 rows recorded as frames: blocks of 2 frames are averaged into the 10 segments
+    proj = InputProjection(InputDims((10, 2), (20, 3), None, layouts=(("visual", "frames"),)), hidden=3)
+    with torch.no_grad():
+        proj.fc_v.weight.copy_(torch.eye(3))
+        proj.fc_v.bias.zero_()
+    seg = proj.project_visual(torch.arange(20.0).view(1, 20, 1).repeat(1, 1, 3), None)
+    torch.testing.assert_close(seg[0, :, 0], torch.tensor([2 * s + 0.5 for s in range(10)]))
+
+
+def test_input_projection_falls_back_to_the_length_rule_without_a_recorded_layout():
+    # layout-less dims (imported/hand-written stores, old checkpoints): 64 -> tokens, 80 -> frames
+    proj = InputProjection(InputDims((64, 6), (80, 4), (10, 2)), hidden=3)
+    assert proj.audio_tokens and proj.frames_per_segment == 8
+    proj = InputProjection(InputDims((10, 6), (10, 4), None), hidden=3)
+    assert not proj.audio_tokens and proj.frames_per_segment == 0
+    # a free-text `layout` attribute (what older stores and the importer record) also falls back
+    dims = InputDims((64, 6), (80, 4), None, layouts=(("audio", "token (2 freq x 32 time) x dim"),))
+    assert dims.layout("audio") == "tokens" and dims.layout("visual") == "frames"

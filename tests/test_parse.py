@@ -166,12 +166,13 @@ def parsed(tmp_path_factory):
     then run `avvp-parse` on a 25 s clip and on a broken file."""
     from avvp.cli.parse import main
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+    from avvp.extract.backbones import feature_specs
     from avvp.train import preset, train
 
     root = tmp_path_factory.mktemp("parse")
     store = root / "syn.h5"
-    generate_synthetic(store, SyntheticConfig(num_train=16, num_val=8, num_test=8, features=("vggish", "clip"),
-                                              dims=(("clip", 512),)))
+    syn = SyntheticConfig(num_train=16, num_val=8, num_test=8, features=("vggish", "clip"), dims=(("clip", 512),))
+    generate_synthetic(store, syn, feature_specs(syn.features))
     cfg = preset("han")
     cfg.data.store, cfg.data.audio, cfg.data.visual, cfg.data.motion = str(store), "vggish", "clip", None
     cfg.model.options = {"hidden": 32, "ff": 64}
@@ -182,7 +183,7 @@ def parsed(tmp_path_factory):
     bad.write_text("not a video")
     out = root / "out"
     rc = main([str(video), str(bad), "--checkpoint", str(root / "run" / "best.pt"), "--out", str(out), "--html",
-               "--weights", "random", "--clip-model", "ViT-B-32", "--device", "cpu"])
+               "--weights", "random", "--backbone-opt", "clip.model=ViT-B-32", "--device", "cpu"])
     return {"rc": rc, "out": out, "video": video, "bad": bad}
 
 
@@ -262,3 +263,45 @@ def test_longest_class_label_is_shown_whole_in_the_browser(tmp_path):
     narrow.write_text(render_html(t, narrow, Path("clip.mp4")).replace(
         f'x="{PageLayout().fitted([longest.replace("_", " ") + " (no event)"]).left - 48}"', 'x="122"'))
     assert _min_label_x(narrow, tmp_path)[1] < 0
+
+
+# ----------------------------------------------------------------------------------- backbone options
+def test_backbone_opt_parses_rejects_unknown_and_the_alias_gives_the_same_config(capsys):
+    from avvp.cli.parse import build_parser, config_from_args
+
+    parser = build_parser()
+    new = config_from_args(parser.parse_args(["v.mp4", "--checkpoint", "c.pt", "--backbone-opt", "clip.model=ViT-B-32",
+                                              "--backbone-opt", "clip.quick_gelu=false"]))
+    assert new.backbone_options == (("clip", (("model", "ViT-B-32"), ("quick_gelu", False))),)
+    assert "deprecated" not in capsys.readouterr().err
+    old = config_from_args(parser.parse_args(["v.mp4", "--checkpoint", "c.pt", "--clip-model", "ViT-B-32",
+                                              "--backbone-opt", "clip.quick_gelu=false"]))
+    assert old == new
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--clip-model is deprecated" in err and "--backbone-opt clip.model=ViT-B-32" in err
+    for bad, listed in (("nosuch.model=x", "known: clap, clip, r2plus1d, resnet152, vggish"),
+                        ("clip.modle=x", "known: antialias, batch_frames, model, pretrained, quick_gelu"),
+                        ("clip", "BACKBONE.OPTION=VALUE")):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(["v.mp4", "--checkpoint", "c.pt", "--backbone-opt", bad])
+        assert exit_info.value.code == 2 and listed in capsys.readouterr().err
+
+
+def test_producers_and_inherited_options_come_from_the_declarations(tmp_path):
+    """clap_tokens is written by the clap backbone; CLIP's recorded model/tag/quick_gelu are inherited from
+    the training store (each backbone's `inherited_options`), other attributes are not."""
+    from avvp.data.store import StoreWriter, VideoRecord
+    from avvp.parse.run import inherited_options, needed_backbones
+
+    features = {"audio": "clap_tokens", "visual": "clip", "motion": "r2plus1d"}
+    assert needed_backbones(features) == ("clap", "clip", "r2plus1d")
+    with pytest.raises(KeyError, match="no backbone declares 'features/nosuch'"):
+        needed_backbones({"audio": "nosuch"})
+    store = tmp_path / "s.h5"
+    with StoreWriter(store, classes=CLASSES) as w:
+        attrs = {"backbone": "clip", "weights": "random", "random_weights": True, "model": "ViT-B-32",
+                 "pretrained": "openai", "quick_gelu": True, "fps": 1}
+        w.add_video(VideoRecord("v0", source="t", split="train", duration=10.0),
+                    {"features/clip": np.zeros((10, 512), np.float32)}, {"features/clip": attrs})
+    got = inherited_options(str(store), ("clip",), {"audio": None, "visual": "clip"})
+    assert got == {"clip": {"model": "ViT-B-32", "pretrained": "openai", "quick_gelu": True}}

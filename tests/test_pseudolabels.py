@@ -15,6 +15,7 @@ from avvp.pseudolabels import run as stage
 from avvp.data.classes import LLP_CLASSES
 from avvp.data.store import Store, StoreWriter, VideoRecord
 from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+from avvp.extract.backbones import feature_specs
 from avvp.pseudolabels import calibrate as cal
 from avvp.pseudolabels.eiou import compute_eiou, eiou_leap_code, eiou_paper
 from avvp.pseudolabels.report import pseudo_label_quality
@@ -35,8 +36,8 @@ CLIP, CLAP = TEACHERS.get("visual"), TEACHERS.get("audio")
 @pytest.fixture(scope="module")
 def synthetic_store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("pl") / "data.h5"
-    generate_synthetic(path, SyntheticConfig(num_train=40, num_val=20, num_test=20, features=("vggish",),
-                                             dims=(("vggish", 8),), seed=3))
+    syn = SyntheticConfig(num_train=40, num_val=20, num_test=20, features=("vggish",), dims=(("vggish", 8),), seed=3)
+    generate_synthetic(path, syn, feature_specs(syn.features))
     return path
 
 

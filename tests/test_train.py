@@ -12,6 +12,7 @@ from avvp.cli.train import main as train_main
 from avvp.data.predictions import read_predictions
 from avvp.data.store import Store, StoreWriter
 from avvp.data.synthetic import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS, SyntheticConfig, generate_synthetic
+from avvp.extract.backbones import feature_specs
 from avvp.metrics import LevelResult, MetricResult
 from avvp.train.config import ExperimentConfig, apply_override, dump_config, load_config, preset
 from avvp.train.data import TrainingData, parse_visual_arg
@@ -44,8 +45,8 @@ def write_valor_pseudo(path: Path) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("train") / "tiny.h5"
-    generate_synthetic(path, SyntheticConfig(num_train=40, num_val=12, num_test=12, dims=TINY_DIMS,
-                                             features=tuple(n for n, _ in TINY_DIMS)))
+    syn = SyntheticConfig(num_train=40, num_val=12, num_test=12, dims=TINY_DIMS, features=tuple(n for n, _ in TINY_DIMS))
+    generate_synthetic(path, syn, feature_specs(syn.features))
     write_valor_pseudo(path)
     return path
 
@@ -53,8 +54,8 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def weak_only_store(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weak") / "weak.h5"
-    generate_synthetic(path, SyntheticConfig(num_train=16, num_val=8, num_test=8, dims=TINY_DIMS,
-                                             features=("vggish", "resnet152", "r2plus1d")))
+    syn = SyntheticConfig(num_train=16, num_val=8, num_test=8, dims=TINY_DIMS, features=("vggish", "resnet152", "r2plus1d"))
+    generate_synthetic(path, syn, feature_specs(syn.features))
     return path
 
 
@@ -229,6 +230,19 @@ def test_cli_valor_pp_tokens_and_clip_without_motion(store, tmp_path):
     assert rc == 0
     ckpt = torch.load(tmp_path / "v" / "best.pt", weights_only=False)
     assert ckpt["input_dims"]["audio"] == (64, 8) and ckpt["input_dims"]["motion"] is None
+    # the layouts the store records (declared by the backbones) reach the checkpoint and the rebuilt model
+    assert dict(ckpt["input_dims"]["layouts"]) == {"audio": "tokens", "visual": "segments"}
+    model, _ = load_model(tmp_path / "v" / "best.pt")
+    assert model.projection.audio_tokens
+
+
+def test_training_dims_carry_the_recorded_layouts(store, tmp_path):
+    """The trainer reads each feature's `layout` attribute (stores without one fall back to the length
+    rule: tests/test_models.py)."""
+    cfg = tiny_cfg(store, tmp_path)
+    cfg.data.audio, cfg.data.visual, cfg.data.motion = "clap_tokens", "resnet152", "r2plus1d"
+    dims = TrainingData(cfg.data, splits=("test",)).dims
+    assert dict(dims.layouts) == {"audio": "tokens", "visual": "frames", "motion": "segments"}
 
 
 def test_cli_pseudo_labels_missing_names_the_command(weak_only_store, tmp_path, capsys):
@@ -240,8 +254,8 @@ def test_cli_pseudo_labels_missing_names_the_command(weak_only_store, tmp_path, 
 
 def test_ma_three_stages_write_refined_labels(tmp_path):
     path = tmp_path / "ma.h5"
-    generate_synthetic(path, SyntheticConfig(num_train=24, num_val=8, num_test=8, dims=TINY_DIMS,
-                                             features=("vggish", "resnet152", "r2plus1d")))
+    syn = SyntheticConfig(num_train=24, num_val=8, num_test=8, dims=TINY_DIMS, features=("vggish", "resnet152", "r2plus1d"))
+    generate_synthetic(path, syn, feature_specs(syn.features))
     rc = train_main(["--model", "ma", "--data", str(path), "--out", str(tmp_path / "ma"), "--epochs", "1",
                      "--no-progress", *TINY_HAN])
     assert rc == 0

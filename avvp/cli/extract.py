@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 from avvp._env import apply_defaults
+from avvp.cli.backbone_options import add_backbone_option_args, backbone_options_from_args
 from avvp.extract.backbones import BACKBONES, WeightsUnavailable
+from avvp.extract.backbones.weights import PRECISIONS, WEIGHT_MODES
+from avvp.extract.decode import PROFILES
 from avvp.pipeline.core import ExtractionConfig, announce_random
 from avvp.pipeline.executors import ExecutorOptions, load_executors
 from avvp.pipeline.jobs import discover_llp, scan_folder
@@ -23,18 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="LLP CSV (filename, event_labels): ids, splits and weak labels come from it")
     p.add_argument("--backbone", action="append", required=True, choices=BACKBONES.names(), help="repeatable")
     p.add_argument("--out", type=Path, help="HDF5 store to create or complete (required unless --dump-inputs)")
-    p.add_argument("--profile", choices=("reference", "clean"), default="reference",
+    p.add_argument("--profile", choices=PROFILES, default="reference",
                    help="network inputs: 'reference' = exactly what the official AVVP/VALOR pipelines fed each "
                         "network (default); 'clean' = no JPEG round trip, anti-aliased resampling (docs/decoding.md)")
     p.add_argument("--dump-inputs", type=Path, metavar="DIR",
                    help="write each video's network inputs to DIR/<id>.npz (keys '<backbone>/<name>') instead of "
                         "extracting; no weights needed (docs/backbones.md)")
-    p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
+    p.add_argument("--weights", choices=[m for m in WEIGHT_MODES if m != "none"], default="pretrained",
                    help="'random' runs the architectures with random weights (recorded, announced)")
     p.add_argument("--weights-dir", type=Path, help="folder with offline weight files (names in docs/backbones.md)")
     p.add_argument("--executor", choices=executors.names(), default="ray")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
                         "(faster on GPUs and on CPUs with AMX/AVX512-BF16; recorded in the store)")
     p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")
@@ -45,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local executor: batches decoded ahead while the current one runs (0 = off; default 1)")
     p.add_argument("--decode-workers", type=int, default=1,
                    help="local executor: videos of a batch decoded in parallel (default 1; GPU machines: CPU cores)")
-    p.add_argument("--clip-model", default=None, help="open_clip model name (default ViT-L-14, as VALOR)")
-    p.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag (default openai)")
-    p.add_argument("--clap-ckpt", default=None, help="laion_clap checkpoint name or path (default 630k-fusion-best.pt)")
+    add_backbone_option_args(p)
     p.add_argument("--address", default=None, help="Ray: 'auto' or ray://host:10001; default = embedded local Ray")
     p.add_argument("--num-workers", type=int, default=None, help="Ray: model actors")
     p.add_argument("--gpus-per-worker", type=float, default=None, help="Ray: GPUs per model actor (default 1 if GPUs)")
@@ -61,16 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
-    options = []
-    if args.clip_model or args.clip_pretrained:
-        clip_opts = []
-        if args.clip_model:
-            clip_opts.append(("model", args.clip_model))
-        if args.clip_pretrained:
-            clip_opts.append(("pretrained", args.clip_pretrained))
-        options.append(("clip", tuple(clip_opts)))
-    if args.clap_ckpt:
-        options.append(("clap", (("ckpt", args.clap_ckpt),)))
     return ExtractionConfig(
         backbones=tuple(dict.fromkeys(args.backbone)),
         weights=args.weights,
@@ -83,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
         batch_videos=args.batch_size,
         prefetch_batches=args.prefetch,
         decode_workers=args.decode_workers,
-        backbone_options=tuple(options),
+        backbone_options=backbone_options_from_args(args, "avvp-extract"),
         profile=args.profile,
         flush_every=args.flush_every,
         flush_seconds=args.flush_seconds,

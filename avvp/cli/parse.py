@@ -3,7 +3,7 @@
     avvp-parse VIDEO... --checkpoint runs/NAME/best.pt [--out DIR] [--html [--embed-video]]
                [--weights pretrained|random] [--weights-dir DIR] [--device auto]
                [--gate global|modality|mmcse|none] [--no-gate] [--threshold 0.5]
-               [--clip-model NAME] [--clip-pretrained TAG] [--clap-ckpt FILE]
+               [--backbone-opt BACKBONE.OPTION=VALUE ...]
 
 The checkpoint says which features the model was trained on; only those backbones run, with the code of
 `avvp-extract`, on consecutive 10 s windows covering the whole video. Per video DIR gets
@@ -25,6 +25,10 @@ EXIT_OK, EXIT_START, EXIT_SOME_FAILED = 0, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from avvp.cli.backbone_options import add_backbone_option_args
+    from avvp.extract.backbones.weights import PRECISIONS, WEIGHT_MODES
+    from avvp.extract.decode import PROFILES
+
     p = argparse.ArgumentParser(prog="avvp-parse", description=__doc__.split("\n\n")[0])
     p.add_argument("videos", nargs="+", type=Path, help="video files (any length, any container ffmpeg reads)")
     p.add_argument("--checkpoint", required=True, type=Path, help="best.pt of an avvp-train run")
@@ -33,36 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-video", action="store_true",
                    help="embed the video in the HTML page (base64) when it is at most --max-embed-mb")
     p.add_argument("--max-embed-mb", type=float, default=20.0)
-    p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
+    p.add_argument("--weights", choices=[m for m in WEIGHT_MODES if m != "none"], default="pretrained",
                    help="'random' runs the backbones with random weights: plumbing only, never meaningful")
     p.add_argument("--weights-dir", type=Path, help="folder with offline backbone weight files")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
                         "(faster on GPUs and on CPUs with AMX/AVX512-BF16; recorded in the store)")
     p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")
-    p.add_argument("--profile", choices=("reference", "clean"), default=None,
+    p.add_argument("--profile", choices=PROFILES, default=None,
                    help="network-input profile (default: the training store's, else reference; docs/decoding.md)")
     p.add_argument("--gate", choices=GATES.names(), default=None,
                    help="video-level gate (default: the one the checkpoint was evaluated with)")
     p.add_argument("--no-gate", action="store_true", help="same as --gate none: segment probabilities alone")
     p.add_argument("--threshold", type=float, default=0.5, help="segment/video probability threshold (default 0.5)")
-    p.add_argument("--clip-model", default=None, help="open_clip model (default: the training store's)")
-    p.add_argument("--clip-pretrained", default=None, help="open_clip pretrained tag (default: the training store's)")
-    p.add_argument("--clap-ckpt", default=None, help="laion_clap checkpoint name or path")
+    add_backbone_option_args(p)  # options the training store recorded (e.g. clip.model) are its default
     p.add_argument("--no-thumbnails", action="store_true", help="no frame strip in the PNG")
     return p
 
 
 def config_from_args(args: argparse.Namespace):
+    from avvp.cli.backbone_options import backbone_options_from_args
     from avvp.parse.run import ParseConfig
 
-    options = []
-    clip = tuple((k, v) for k, v in (("model", args.clip_model), ("pretrained", args.clip_pretrained)) if v)
-    if clip:
-        options.append(("clip", clip))
-    if args.clap_ckpt:
-        options.append(("clap", (("ckpt", args.clap_ckpt),)))
     if args.no_gate and args.gate not in (None, "none"):
         raise ValueError(f"--no-gate contradicts --gate {args.gate}")
     return ParseConfig(
@@ -70,7 +67,8 @@ def config_from_args(args: argparse.Namespace):
         max_embed_bytes=int(args.max_embed_mb * 1024 * 1024), weights=args.weights,
         weights_dir=str(args.weights_dir) if args.weights_dir else None, device=args.device,
         precision=args.precision, decoder=args.decoder, gate="none" if args.no_gate else args.gate,
-        threshold=args.threshold, backbone_options=tuple(options), thumbnails=not args.no_thumbnails,
+        threshold=args.threshold, backbone_options=backbone_options_from_args(args, "avvp-parse"),
+        thumbnails=not args.no_thumbnails,
         profile=args.profile,
     )
 

@@ -13,6 +13,13 @@ Zero-shot teacher logits (/zeroshot/clip, /zeroshot/clap) are simulated as VALOR
 yields pseudo-labels with a controlled error rate (`teacher_noise`). /text/clip and /text/clap hold the
 class directions of the clip/clap features (the "label text embeddings" LEAP and LINK consume).
 
+The feature shapes and layouts are not known here (data is upstream of the backbones): the caller passes
+them as a {feature name: FeatureSpec} mapping, normally built from the backbones' declarations:
+
+    from avvp.extract.backbones import feature_specs
+    cfg = SyntheticConfig(features=("vggish", "clip"))
+    generate_synthetic(path, cfg, feature_specs(cfg.features))
+
 These data prove that code learns and compare methods relative to each other. They say nothing about
 accuracy on real LLP videos.
 """
@@ -20,22 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
 from avvp.data.classes import LLP_CLASSES, NUM_SEGMENTS
+from avvp.data.layouts import SEGMENTS, FeatureSpec
 from avvp.data.store import StoreWriter, VideoRecord
 from avvp.pseudolabels.valor import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS
-
-# feature name -> (modality, per-video shape) for the LLP layouts of the store schema
-FEATURE_LAYOUTS: dict[str, tuple[str, tuple[int, int]]] = {
-    "vggish": ("audio", (10, 128)),
-    "clap": ("audio", (10, 512)),
-    "clap_tokens": ("audio", (64, 768)),
-    "resnet152": ("visual", (80, 2048)),
-    "r2plus1d": ("visual", (10, 512)),
-    "clip": ("visual", (10, 768)),
-}
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,9 @@ class SyntheticConfig:
     seed: int = 0
     classes: tuple[str, ...] = field(default=LLP_CLASSES)
 
-    def dim(self, name: str) -> int:
-        return dict(self.dims).get(name, FEATURE_LAYOUTS[name][1][1])
+    def dim(self, name: str, spec: FeatureSpec) -> int:
+        """The width of feature `name`: the `dims` override, else the spec's."""
+        return dict(self.dims).get(name, spec.shape[1])
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,15 @@ def _segment_features(rng, cfg, directions, gt, length, dim) -> np.ndarray:
     return (signal + nuisance + noise).astype(np.float32)
 
 
-def generate_synthetic(path: str | Path, cfg: SyntheticConfig = SyntheticConfig()) -> list[SyntheticVideo]:
-    """Write a synthetic dataset to the store at `path` and return its planted truth."""
+def generate_synthetic(path: str | Path, cfg: SyntheticConfig, specs: Mapping[str, FeatureSpec]) -> list[SyntheticVideo]:
+    """Write a synthetic dataset to the store at `path` and return its planted truth. `specs` gives the
+    modality, per-video shape and layout of every feature in `cfg.features`."""
+    missing = [name for name in cfg.features if name not in specs]
+    if missing:
+        raise ValueError(f"no FeatureSpec for the synthetic features {missing}; given: {sorted(specs)}")
     rng = np.random.default_rng(cfg.seed)
     k = len(cfg.classes)
-    directions = {name: _unit(rng, (k, cfg.dim(name))) for name in cfg.features}
+    directions = {name: _unit(rng, (k, cfg.dim(name, specs[name]))) for name in cfg.features}
     text_dirs = {"clip": directions.get("clip", _unit(rng, (k, 768))), "clap": directions.get("clap", _unit(rng, (k, 512)))}
     splits = ["train"] * cfg.num_train + ["val"] * cfg.num_val + ["test"] * cfg.num_test
     videos: list[SyntheticVideo] = []
@@ -129,18 +133,19 @@ def generate_synthetic(path: str | Path, cfg: SyntheticConfig = SyntheticConfig(
             }
             attrs: dict[str, dict] = {}
             for name in cfg.features:
-                modality, (length, _) = FEATURE_LAYOUTS[name]
-                gt = gt_a if modality == "audio" else gt_v
-                arrays[f"features/{name}"] = _segment_features(rng, cfg, directions[name], gt, length, cfg.dim(name))
+                spec = specs[name]
+                gt = gt_a if spec.modality == "audio" else gt_v
+                arrays[f"features/{name}"] = _segment_features(rng, cfg, directions[name], gt, spec.shape[0],
+                                                               cfg.dim(name, spec))
                 attrs[f"features/{name}"] = {
                     "backbone": name, "weights": "synthetic", "random_weights": False,
-                    "layout": "synthetic planted events", "modality": modality,
+                    "layout": spec.layout, "axes": "synthetic planted events", "modality": spec.modality,
                 }
             for name, gt, thresholds in (("clip", gt_v, VALOR_CLIP_THRESHOLDS), ("clap", gt_a, VALOR_CLAP_THRESHOLDS)):
                 thr = np.asarray(thresholds, np.float32)
                 logits = thr + cfg.teacher_margin * (2.0 * gt - 1.0) + cfg.teacher_noise * rng.standard_normal(gt.shape)
                 arrays[f"zeroshot/{name}"] = logits.astype(np.float32)
                 attrs[f"zeroshot/{name}"] = {"backbone": name, "weights": "synthetic", "random_weights": False,
-                                             "layout": "segment x class (scaled logits)"}
+                                             "layout": SEGMENTS, "axes": "segment x class (scaled logits)"}
             writer.add_video(VideoRecord(video.id, source="synthetic", split=split, duration=10.0, has_audio=True), arrays, attrs)
     return videos

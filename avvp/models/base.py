@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import nn
 
+from avvp.data.layouts import resolve_layout
 from avvp.registry import Registry
 
 
@@ -85,13 +86,24 @@ class ModelOutput:
 
 @dataclass(frozen=True)
 class InputDims:
-    """Shapes of the inputs in the store, resolved by the trainer from the chosen feature names."""
+    """Shapes of the inputs in the store, resolved by the trainer from the chosen feature names.
+
+    `layouts` says what the first axis of each stream is ("frames" | "segments" | "tokens",
+    avvp.data.layouts), as the store records it (the arrays' `layout` attribute, which the backbones
+    declare). A stream without a recorded layout (imported or hand-written stores, old checkpoints) falls
+    back to the length rule: 80 -> frames, 10 -> segments, 64 -> tokens."""
 
     audio: tuple[int, int]  # (La, Da)
     visual: tuple[int, int]  # (Lv, Dv)
     motion: tuple[int, int] | None  # (10, 512) or None
     num_classes: int = 25
     text_dims: tuple[tuple[str, int], ...] = ()  # (("clip", 768), ("clap", 512)) when the store has them
+    layouts: tuple[tuple[str, str], ...] = ()  # (("audio", "tokens"), ("visual", "segments"), ...) as recorded
+
+    def layout(self, role: str) -> str | None:
+        """The layout of stream `role`: the recorded one, else the length rule (None when neither applies)."""
+        shape = getattr(self, role)
+        return resolve_layout(dict(self.layouts).get(role), shape[0])
 
 
 def options_from_mapping(cls: type, options: Mapping[str, Any] | Any) -> Any:

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from avvp.data.classes import NUM_SEGMENTS
+from avvp.data.layouts import FRAMES, SEGMENTS, TOKENS
 from avvp.models.base import InputDims
 
 PROB_EPS = 1e-7
-RESNET_FRAMES = 80  # official ResNet152 layout: 8 fps x 10 s, pooled by 8 into 10 segments
-CLAP_TOKENS = 64  # VALOR++ CLAP token map (64, 768) = 2 freq x 32 time groups
+CLAP_FREQ_GROUPS = 2  # VALOR++ CLAP token map (64, 768) = 2 freq x 32 time groups, frequency-major
 
 
 def bce(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -35,6 +35,7 @@ class ClapTokenPooling(nn.Module):
 
     reshape to (768, 2 freq, 32 time) → bicubic interpolation to (2, 1024) → fc_a at every position →
     mean over the 2 frequency rows → adaptive average pooling of the 1024 time steps to 10 segments.
+    (A token map of another even length L is read the same way, as 2 frequency rows of L/2 time steps.)
     """
 
     def __init__(self, in_dim: int, hidden: int):
@@ -44,7 +45,7 @@ class ClapTokenPooling(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         b = tokens.shape[0]
-        x = tokens.permute(0, 2, 1).reshape(b, self.in_dim, 2, CLAP_TOKENS // 2)
+        x = tokens.permute(0, 2, 1).reshape(b, self.in_dim, CLAP_FREQ_GROUPS, tokens.shape[1] // CLAP_FREQ_GROUPS)
         x = F.interpolate(x, size=(2, 1024), mode="bicubic", align_corners=False)
         x = self.fc_a(x.permute(0, 2, 3, 1)).mean(dim=1)  # (B,1024,hidden)
         x = F.adaptive_avg_pool1d(x.permute(0, 2, 1), NUM_SEGMENTS)  # (B,hidden,10)
@@ -54,10 +55,13 @@ class ClapTokenPooling(nn.Module):
 class InputProjection(nn.Module):
     """Maps the raw inputs of any backbone combination to two (B,10,hidden) streams.
 
-    audio: (B,10,Da) → fc_a; (B,64,768) CLAP tokens → `ClapTokenPooling`.
-    visual: (B,80,Dv) → fc_v per frame then average pooling over 8 consecutive frames; (B,10,Dv) → fc_v.
-    motion: (B,10,Dm) → fc_st; concatenated with the visual stream → fc_fusion. Without a motion stream
-    the visual stream is fc_v's output (no fusion layer exists then).
+    What to do with a stream follows its layout (`InputDims.layout`: recorded by the store, the length
+    rule only as the fallback for stores that record none):
+    audio: "segments" (B,10,Da) → fc_a; "tokens" (B,L,D) CLAP token map → `ClapTokenPooling`.
+    visual: "frames" (B,L,Dv) → fc_v per frame then average pooling over L/10 consecutive frames (8 for
+    the 80 ResNet frames); "segments" (B,10,Dv) → fc_v.
+    motion: "segments" (B,10,Dm) → fc_st; concatenated with the visual stream → fc_fusion. Without a motion
+    stream the visual stream is fc_v's output (no fusion layer exists then).
     No activation anywhere, as in the reference.
     """
 
@@ -65,31 +69,39 @@ class InputProjection(nn.Module):
         super().__init__()
         la, da = dims.audio
         lv, dv = dims.visual
-        if la == CLAP_TOKENS:
+        audio_layout, visual_layout = dims.layout("audio"), dims.layout("visual")
+        if audio_layout == TOKENS and la % CLAP_FREQ_GROUPS == 0:
             self.audio_tokens = True
             self.fc_a: nn.Module = ClapTokenPooling(da, hidden)
-        elif la == NUM_SEGMENTS:
+        elif audio_layout == SEGMENTS and la == NUM_SEGMENTS:
             self.audio_tokens = False
             self.fc_a = nn.Linear(da, hidden)
         else:
-            raise ValueError(f"audio input must have {NUM_SEGMENTS} segments or {CLAP_TOKENS} CLAP tokens, got {la}")
-        if lv not in (NUM_SEGMENTS, RESNET_FRAMES):
-            raise ValueError(f"visual input must have {NUM_SEGMENTS} segments or {RESNET_FRAMES} frames, got {lv}")
+            raise ValueError(f"audio input must be {NUM_SEGMENTS} segments or a CLAP token map of even length, "
+                             f"got length {la} with layout {audio_layout!r}")
+        if visual_layout == FRAMES and lv % NUM_SEGMENTS == 0:
+            self.frames_per_segment = lv // NUM_SEGMENTS
+        elif visual_layout == SEGMENTS and lv == NUM_SEGMENTS:
+            self.frames_per_segment = 0
+        else:
+            raise ValueError(f"visual input must be {NUM_SEGMENTS} segments or frames in blocks of equal length per "
+                             f"segment, got length {lv} with layout {visual_layout!r}")
         self.visual_frames = lv
         self.fc_v = nn.Linear(dv, hidden)
         self.has_motion = dims.motion is not None
         if dims.motion is not None:
             lm, dm = dims.motion
-            if lm != NUM_SEGMENTS:
-                raise ValueError(f"motion input must have {NUM_SEGMENTS} segments, got {lm}")
+            if dims.layout("motion") != SEGMENTS or lm != NUM_SEGMENTS:
+                raise ValueError(f"motion input must have {NUM_SEGMENTS} segments, got length {lm} "
+                                 f"with layout {dims.layout('motion')!r}")
             self.fc_st = nn.Linear(dm, hidden)
             self.fc_fusion = nn.Linear(2 * hidden, hidden)
 
     def project_visual(self, visual: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
         v = self.fc_v(visual)
-        if self.visual_frames == RESNET_FRAMES:
-            # avg_pool2d with kernel (8,1) over time = mean of each block of 8 consecutive frames
-            v = F.avg_pool2d(v.permute(0, 2, 1).unsqueeze(-1), (RESNET_FRAMES // NUM_SEGMENTS, 1))
+        if self.frames_per_segment:
+            # avg_pool2d with kernel (k,1) over time = mean of each block of k consecutive frames (k = 8 for ResNet)
+            v = F.avg_pool2d(v.permute(0, 2, 1).unsqueeze(-1), (self.frames_per_segment, 1))
             v = v.squeeze(-1).permute(0, 2, 1)
         if self.has_motion:
             if motion is None:

@@ -2,10 +2,11 @@
 
 1. `load_parser` rebuilds the model from `best.pt` (`avvp.train.loop.load_model`) and reads which store
    features it was trained on (`ckpt["features"]`: role → feature name, e.g. audio=vggish,
-   visual=clip, motion=r2plus1d). Only the backbones producing those features are built
-   (`FEATURE_BACKBONE`: clap_tokens comes from the clap backbone; every other feature from the backbone
-   of the same name). Backbone options that change the numbers (the CLIP model and tag) are taken from
-   the training store's array attributes when that store is still there, unless given explicitly.
+   visual=clip, motion=r2plus1d). Only the backbones producing those features are built: the backbone
+   whose declared outputs (`Backbone.OUTPUTS`) hold `features/<name>` (clap_tokens comes from clap).
+   Backbone options that change the numbers (each backbone's `inherited_options`, e.g. the CLIP model
+   and tag) are taken from the training store's array attributes when that store is still there, unless
+   given explicitly.
 2. `parse_video` covers the whole duration with consecutive windows (0, 10, 20, ... s; the decoder pads
    the last, partial one) and runs, per window, exactly the extraction code of `avvp-extract`
    (`avvp.pipeline.core.decode_job` + `run_backbones`), so the features equal what the store holds for
@@ -30,11 +31,6 @@ import numpy as np
 from avvp.data.classes import NUM_SEGMENTS
 from avvp.parse.timeline import Timeline, TimelineConfig, WindowPrediction, build_timeline
 
-# store feature name → the backbone that writes it (features not listed come from the same-named backbone)
-FEATURE_BACKBONE: dict[str, str] = {"clap_tokens": "clap"}
-# backbone options that change the features and that the backbones record as array attributes; a parse
-# must use the values the model was trained with, so they are read back from the training store
-INHERITED_OPTIONS: dict[str, tuple[str, ...]] = {"clip": ("model", "pretrained", "quick_gelu")}
 THUMBNAIL_HEIGHT = 54  # px, the figure's thumbnail strip
 
 
@@ -104,7 +100,10 @@ class ParseFailure:
 
 
 def backbone_for_feature(feature: str) -> str:
-    return FEATURE_BACKBONE.get(feature, feature)
+    """The backbone that declares the store array `features/<feature>` (KeyError when none does)."""
+    from avvp.extract.backbones import backbone_of_output
+
+    return backbone_of_output(f"features/{feature}")
 
 
 def needed_backbones(features: dict[str, str | None]) -> tuple[str, ...]:
@@ -113,17 +112,18 @@ def needed_backbones(features: dict[str, str | None]) -> tuple[str, ...]:
 
 
 def inherited_options(store_path: str | None, backbones: Sequence[str], features: dict[str, str | None]) -> dict[str, dict[str, Any]]:
-    """Options recorded in the training store's feature attributes (see INHERITED_OPTIONS)."""
+    """Options recorded in the training store's feature attributes (each backbone's `inherited_options`)."""
     if not store_path or not Path(store_path).exists():
         return {}
     from avvp.data.store import Store
+    from avvp.extract.backbones import BACKBONES
 
     found: dict[str, dict[str, Any]] = {}
     try:
         with Store(store_path) as store:
             for feature in (f for f in features.values() if f):
                 name = backbone_for_feature(feature)
-                keys = INHERITED_OPTIONS.get(name, ())
+                keys = BACKBONES.get(name).inherited_options
                 if not keys or name not in backbones or not store.has(f"features/{feature}"):
                     continue
                 attrs = store.attrs(f"features/{feature}")
@@ -284,7 +284,8 @@ def _predict(parser: Parser, per_window: list[dict[str, np.ndarray]], starts: li
         if arr.shape[1:] != expected:
             raise ValueError(
                 f"the checkpoint expects {role} features {expected} from features/{feature}, extraction gave "
-                f"{arr.shape[1:]}; extract with the backbone options the model was trained with (e.g. --clip-model)"
+                f"{arr.shape[1:]}; extract with the backbone options the model was trained with (e.g. --backbone-opt "
+                f"clip.model=NAME)"
             )
         return torch.from_numpy(arr).to(parser.device)
 

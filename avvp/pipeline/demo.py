@@ -152,6 +152,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     from avvp.cli import pseudolabel as pseudolabel_cli
     from avvp.cli import train as train_cli
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+    from avvp.extract.backbones import feature_specs
 
     demo = Demo(cfg)
     out = cfg.out
@@ -206,9 +207,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Path]:
     store = out / "synthetic.h5"
     syn = SyntheticConfig(num_train=cfg.num_train, num_val=cfg.num_val, num_test=cfg.num_test,
                           features=tuple(cfg.backbones), dims=tuple(sorted(widths.items())))
-    generate_synthetic(store, syn)
+    generate_synthetic(store, syn, feature_specs(syn.features))
     print(f"  >>> generate_synthetic({str(store)!r}, SyntheticConfig(num_train={syn.num_train}, num_val={syn.num_val}, "
-          f"num_test={syn.num_test}, features={syn.features}, dims={syn.dims}))")
+          f"num_test={syn.num_test}, features={syn.features}, dims={syn.dims}), feature_specs({syn.features}))")
     demo.timings.append(("generate_synthetic", time.perf_counter() - t0))
     demo.run("avvp-pseudolabel", pseudolabel_cli.main, ["--data", str(store), "--report"])
 

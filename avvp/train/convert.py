@@ -39,12 +39,6 @@ from avvp.models.base import InputDims, ParsingModel
 from avvp.registry import Registry
 from avvp.train.config import ExperimentConfig, preset
 
-# per-video shape of each released / extracted feature the presets use
-FEATURE_SHAPES: dict[str, tuple[int, int]] = {
-    "vggish": (10, 128), "resnet152": (80, 2048), "r2plus1d": (10, 512), "clip": (10, 768),
-    "clap_tokens": (64, 768),
-}
-
 Rule = tuple[str, str]  # (avvp regex, official replacement), first match wins
 
 
@@ -221,12 +215,20 @@ def layout_config(source: str) -> ExperimentConfig:
 
 
 def layout_dims(cfg: ExperimentConfig) -> InputDims:
+    """The input dims of a preset's features, as the backbones declare them (default options: the
+    released features' shapes)."""
+    from avvp.extract.backbones import feature_specs
+
     d = cfg.data
-    unknown = [n for n in (d.audio, d.visual, d.motion) if n is not None and n not in FEATURE_SHAPES]
-    if unknown:
-        raise ConversionError(f"no known per-video shape for the features {unknown}")
-    return InputDims(audio=FEATURE_SHAPES[d.audio], visual=FEATURE_SHAPES[d.visual],
-                     motion=FEATURE_SHAPES[d.motion] if d.motion else None, num_classes=len(LLP_CLASSES))
+    roles = {role: name for role, name in (("audio", d.audio), ("visual", d.visual), ("motion", d.motion)) if name}
+    try:
+        specs = feature_specs(roles.values())
+    except KeyError as err:
+        raise ConversionError(f"no known per-video shape for the features {sorted(roles.values())}: {err}") from None
+    shape = {role: specs[name].shape for role, name in roles.items()}
+    return InputDims(audio=shape["audio"], visual=shape["visual"], motion=shape.get("motion"),
+                     num_classes=len(LLP_CLASSES),
+                     layouts=tuple(sorted((role, specs[name].layout) for role, name in roles.items())))
 
 
 def build_layout_model(source: str) -> tuple[ParsingModel, ExperimentConfig, InputDims]:

@@ -134,6 +134,11 @@ class TrainingData:
             # per-video shape of each feature (any row: every row of an array has the same shape)
             self.shapes = {role: tuple(store.read(f"features/{name}", [store.ids[0]]).shape[1:])
                            for role, name in self.features.items() if name is not None}
+            # the layout each feature's array records (the backbones declare it); absent in imported or
+            # hand-written stores, where InputDims falls back to the length rule
+            recorded = {role: store.attrs(f"features/{name}").get("layout")
+                        for role, name in self.features.items() if name is not None}
+            self.layouts = {role: str(value) for role, value in recorded.items() if value is not None}
             for split in splits:
                 self.splits[split] = self._load_split(store, split)
 
@@ -143,6 +148,7 @@ class TrainingData:
         return InputDims(
             audio=tuple(s["audio"]), visual=tuple(s["visual"]), motion=tuple(s["motion"]) if "motion" in s else None,
             num_classes=len(self.classes), text_dims=tuple((k, int(v.shape[1])) for k, v in sorted(self.text.items())),
+            layouts=tuple(sorted(self.layouts.items())),
         )
 
     def __getitem__(self, split: str) -> SplitData:

@@ -127,6 +127,8 @@ def input_dims_from_dict(d: dict[str, Any]) -> InputDims:
     return InputDims(
         audio=tuple(d["audio"]), visual=tuple(d["visual"]), motion=tuple(d["motion"]) if d["motion"] else None,
         num_classes=int(d["num_classes"]), text_dims=tuple((str(k), int(v)) for k, v in d.get("text_dims", ())),
+        # checkpoints written before layouts were recorded have none: the length rule applies
+        layouts=tuple((str(k), str(v)) for k, v in d.get("layouts", ())),
     )
 
 

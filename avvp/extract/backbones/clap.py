@@ -41,35 +41,33 @@ from __future__ import annotations
 import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from avvp.data.classes import NUM_CLASSES, NUM_SEGMENTS
+from avvp.data.layouts import SEGMENTS, TOKENS
 from avvp.extract.backbones import clap_offline
 from avvp.extract.backbones.base import (
     BACKBONES,
     Backbone,
-    BackboneConfig,
+    BackboneOptions,
     OutputSpec,
     VideoInput,
     WeightsUnavailable,
+    option_field,
 )
 from avvp.extract.backbones.prompts import CLAP_TEXTS
 from avvp.extract.backbones.weights import (
     InputRecipe,
+    ResolvedWeights,
     WeightsSpec,
-    announce_random_weights,
     autocast_for,
-    check_options,
-    check_weights_mode,
     chunked,
     downloads_allowed,
     missing_weights_message,
-    require_network,
-    seeded_init,
-    torch_device,
 )
 
 # laion_clap HTSAT audio_cfg (model_configs/HTSAT-tiny.json), checked against the built model
@@ -288,15 +286,30 @@ def missing_tokenizer_message(weights_dir: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------ backbone
-OPTIONS = {
-    "ckpt": f"checkpoint file name (searched in --weights-dir, then laion_clap's download directory) or path "
-            f"(default {CLAP_630K_FUSION.filename})",
-    "amodel": "laion_clap audio model config (default HTSAT-tiny)",
-    "enable_fusion": "build the fusion model (default True; the 630k-fusion checkpoint needs it)",
-    "tokenizer_dir": "directory with roberta-base's vocab.json and merges.txt (default <weights-dir>/roberta-base)",
-    "batch_items": "10 s waveforms per HTS-AT forward pass, 11 per video (default 32)",
-    "random_seed": "seed of the random init with --weights random (default 0)",
+CLAP_OUTPUT_ATTRS: dict[str, dict[str, Any]] = {
+    "features/clap": {"recipe": "VALOR 1 s pieces: int16 round trip, repeat-pad to 10 s, fusion log-mel, HTS-AT, "
+                                "audio projection, L2-normalised"},
+    "zeroshot/clap": {"score": "exp(logit_scale_a) * cosine(features/clap, text/clap)"},
+    "features/clap_tokens": {"token_grid": list(TOKEN_GRID),
+                             "recipe": "whole clip resampled by index to 480000, int16 round trip, fusion log-mel, "
+                                       "HTS-AT token map entering tscam_conv (768, 2, 32) flattened and transposed"},
 }
+
+
+@dataclass(frozen=True)
+class ClapOptions(BackboneOptions):
+    ckpt: str = option_field(
+        CLAP_630K_FUSION.filename, "checkpoint file name (searched in --weights-dir, then laion_clap's download "
+        f"directory) or path (default {CLAP_630K_FUSION.filename})")
+    amodel: str = option_field("HTSAT-tiny", "laion_clap audio model config (default HTSAT-tiny)")
+    enable_fusion: bool = option_field(True, "build the fusion model (default True; the 630k-fusion checkpoint needs it)")
+    tokenizer_dir: str | None = option_field(
+        None, "directory with roberta-base's vocab.json and merges.txt (default <weights-dir>/roberta-base)")
+    batch_items: int = option_field(DEFAULT_BATCH_ITEMS, "10 s waveforms per HTS-AT forward pass, 11 per video (default 32)")
+
+    def __post_init__(self) -> None:
+        if self.batch_items < 1:
+            raise ValueError(f"batch_items must be >= 1, got {self.batch_items}")
 
 
 @BACKBONES.register("clap")
@@ -306,35 +319,18 @@ class ClapBackbone(Backbone):
 
     name = "clap"
     needs_audio_48k = True
+    Options = ClapOptions
+    OUTPUTS = (
+        OutputSpec("features/clap", (NUM_SEGMENTS, EMBED_DIM), SEGMENTS, "segment x dim"),
+        OutputSpec("zeroshot/clap", (NUM_SEGMENTS, NUM_CLASSES), SEGMENTS, "segment x class"),
+        OutputSpec("features/clap_tokens", (NUM_TOKENS, TOKEN_DIM), TOKENS, "token(freq*32+time) x dim"),
+    )
+    recipes = CLAP_RECIPES
 
-    def __init__(self, config: BackboneConfig):
-        super().__init__(config)
-        check_weights_mode(config)
-        check_options(config, self.name, OPTIONS)
-        self.device = torch_device(config)
-        self.batch_items = int(config.option("batch_items", DEFAULT_BATCH_ITEMS))
-        if self.batch_items < 1:
-            raise ValueError(f"{self.name}: batch_items must be >= 1, got {self.batch_items}")
-        self.random_seed = int(config.option("random_seed", 0))
-        self.amodel = str(config.option("amodel", "HTSAT-tiny"))
-        self.enable_fusion = bool(config.option("enable_fusion", True))
-        # every file is resolved now, so a missing one fails before any decoding; the model (slow to
-        # build) is built on first use
-        self.tokenizer_dir = find_tokenizer_dir(config.weights_dir, config.option("tokenizer_dir"))
-        self.checkpoint: Path | None = None
-        if self.random_weights:
-            announce_random_weights(self.name)
-            if self.tokenizer_dir is None:
-                print(
-                    "avvp: NOTICE: clap uses a BYTE-LEVEL stand-in tokenizer (no roberta-base vocab.json/"
-                    "merges.txt found): its token ids are not roberta's, text embeddings are meaningless",
-                    file=sys.stderr, flush=True,
-                )
-        elif not self.inputs_only:
-            self.checkpoint = resolve_clap_checkpoint(str(config.option("ckpt", CLAP_630K_FUSION.filename)),
-                                                      config.weights_dir)
-            if self.tokenizer_dir is None:
-                raise WeightsUnavailable(missing_tokenizer_message(config.weights_dir))
+    def configure(self) -> None:
+        # every file is resolved at construction, so a missing one fails before any decoding; the model
+        # (slow to build) is built on first use
+        self.tokenizer_dir = find_tokenizer_dir(self.config.weights_dir, self.options.tokenizer_dir)
         self._tokenizer = None
         if self.tokenizer_dir is not None:
             self._tokenizer = clap_offline.load_roberta_tokenizer(self.tokenizer_dir)
@@ -344,31 +340,45 @@ class ClapBackbone(Backbone):
                     f"has {clap_offline.ROBERTA_VOCAB_SIZE}; the CLAP text branch needs roberta-base's own "
                     "vocab.json and merges.txt"
                 )
-        self._module = None
         self._filterbank = None
         self._text_embeddings: np.ndarray | None = None
 
-    recipes = CLAP_RECIPES
+    def announce_random_weights(self) -> None:
+        super().announce_random_weights()
+        if self.tokenizer_dir is None:
+            print(
+                "avvp: NOTICE: clap uses a BYTE-LEVEL stand-in tokenizer (no roberta-base vocab.json/"
+                "merges.txt found): its token ids are not roberta's, text embeddings are meaningless",
+                file=sys.stderr, flush=True,
+            )
 
-    def weights_id(self) -> str:
-        return "random" if self.checkpoint is None else f"laion_clap:{self.checkpoint.name}"
+    def resolve_weights(self) -> ResolvedWeights:
+        path = resolve_clap_checkpoint(self.options.ckpt, self.config.weights_dir)
+        if self.tokenizer_dir is None:
+            raise WeightsUnavailable(missing_tokenizer_message(self.config.weights_dir))
+        in_dir = self.config.weights_dir is not None and path.parent == Path(self.config.weights_dir)
+        return ResolvedWeights(path, f"laion_clap:{path.name}", "weights_dir" if in_dir else "cache", None)
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The resolved checkpoint file (None with random weights or inputs only)."""
+        return None if self.resolved is None else self.resolved.path
 
     # -- model -------------------------------------------------------------------------------
-    def load_model(self):
-        """The laion_clap `CLAP_Module` in eval mode on `self.device` (built once, on first call)."""
-        if self._module is None:
-            require_network(self)
-            tokenizer = self._tokenizer if self._tokenizer is not None else clap_offline.byte_level_roberta_tokenizer()
-            with seeded_init(self.random_seed):
-                module = clap_offline.build_clap_module(tokenizer, enable_fusion=self.enable_fusion,
-                                                        amodel=self.amodel, device=str(self.device))
-            if self.checkpoint is not None:
-                clap_offline.load_clap_checkpoint(module, self.checkpoint)
-            module.eval().requires_grad_(False)
-            check_audio_config(module.model_cfg["audio_cfg"])
-            self._filterbank = mel_filterbank(self.device)
-            self._module = module
-        return self._module
+    def build_network(self):
+        tokenizer = self._tokenizer if self._tokenizer is not None else clap_offline.byte_level_roberta_tokenizer()
+        return clap_offline.build_clap_module(tokenizer, enable_fusion=self.options.enable_fusion,
+                                              amodel=self.options.amodel, device=str(self.device))
+
+    def load_weights(self, model, path):
+        clap_offline.load_clap_checkpoint(model, path)
+        return model
+
+    def place_network(self, model):
+        model.eval().requires_grad_(False)  # built on self.device already
+        check_audio_config(model.model_cfg["audio_cfg"])
+        self._filterbank = mel_filterbank(self.device)
+        return model
 
     @property
     def logit_scale(self) -> float:
@@ -376,21 +386,9 @@ class ClapBackbone(Backbone):
         return float(self.load_model().model.logit_scale_a.detach().exp().float().cpu())
 
     # -- contract ----------------------------------------------------------------------------
-    def outputs(self) -> list[OutputSpec]:
+    def output_attrs(self, spec: OutputSpec) -> dict[str, Any]:
         attrs: dict[str, Any] = {"sample_rate": SAMPLE_RATE, "clip_samples": CLIP_SAMPLES}
-        if self.random_weights:
-            attrs["random_seed"] = self.random_seed
-        return [
-            OutputSpec("features/clap", (NUM_SEGMENTS, EMBED_DIM), "float32", "segment x dim",
-                       {**attrs, "recipe": "VALOR 1 s pieces: int16 round trip, repeat-pad to 10 s, fusion "
-                                           "log-mel, HTS-AT, audio projection, L2-normalised"}),
-            OutputSpec("zeroshot/clap", (NUM_SEGMENTS, NUM_CLASSES), "float32", "segment x class",
-                       {**attrs, "score": "exp(logit_scale_a) * cosine(features/clap, text/clap)"}),
-            OutputSpec("features/clap_tokens", (NUM_TOKENS, TOKEN_DIM), "float32", "token(freq*32+time) x dim",
-                       {**attrs, "token_grid": list(TOKEN_GRID),
-                        "recipe": "whole clip resampled by index to 480000, int16 round trip, fusion log-mel, "
-                                  "HTS-AT token map entering tscam_conv (768, 2, 32) flattened and transposed"}),
-        ]
+        return {**attrs, **CLAP_OUTPUT_ATTRS[spec.path]}
 
     def dataset_arrays(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         attrs = {"backbone": self.name, "weights": self.weights_id(), "random_weights": bool(self.random_weights),
@@ -422,7 +420,7 @@ class ClapBackbone(Backbone):
         hook = model.audio_branch.tscam_conv.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
         embeddings, tokens = [], []
         try:
-            for part in chunked(len(waveforms), self.batch_items):
+            for part in chunked(len(waveforms), self.options.batch_items):
                 with torch.inference_mode():
                     wave = torch.from_numpy(np.ascontiguousarray(waveforms[part])).to(self.device)
                     mel = log_mel(wave, self._filterbank)  # fp32, outside autocast

@@ -39,30 +39,19 @@ conversions).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from avvp.data.classes import LLP_CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneConfig, OutputSpec, VideoInput
+from avvp.data.layouts import SEGMENTS
+from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneOptions, OutputSpec, VideoInput, option_field
+from avvp.extract.backbones.frames import FRAME_FPS, FRAMES_PER_VIDEO, check_frames, frames_to_nchw
 from avvp.extract.backbones.prompts import CLIP_PROMPTS
-from avvp.extract.backbones.resnet152 import FRAME_FPS, FRAMES_PER_VIDEO, check_frames, frames_to_nchw
-from avvp.extract.backbones.weights import (
-    InputRecipe,
-    ResolvedWeights,
-    WeightsSpec,
-    announce_random_weights,
-    autocast_for,
-    check_options,
-    check_weights_mode,
-    chunked,
-    exact_fp32,
-    require_network,
-    resolve_weights_file,
-    seeded_init,
-    torch_device,
-)
+from avvp.extract.backbones.weights import InputRecipe, WeightsSpec, autocast_for, chunked, exact_fp32
 
 CLIP_RECIPES = {
     "reference": InputRecipe(
@@ -84,14 +73,31 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 HF_DEFAULT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 WEIGHTS_DIR_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
-CLIP_OPTIONS = {
-    "model": f"open_clip model name (default {DEFAULT_MODEL}; e.g. ViT-L-14-336, ViT-B-32)",
-    "pretrained": f"open_clip pretrained tag (default {DEFAULT_PRETRAINED})",
-    "quick_gelu": "QuickGELU activations (default: the pretrained tag's setting, True for openai)",
-    "antialias": "antialiased resize (default False = VALOR's torchvision-0.13 tensor Resize)",
-    "batch_frames": "images per forward pass (default 64)",
-    "random_seed": "seed of the random init with --weights random (default 0)",
-}
+DEFAULT_EMBED_DIM = 768  # ViT-L-14's; `ClipBackbone.declared_outputs` reads the width of any model
+
+
+@dataclass(frozen=True)
+class ClipOptions(BackboneOptions):
+    model: str = option_field(DEFAULT_MODEL, f"open_clip model name (default {DEFAULT_MODEL}; e.g. ViT-L-14-336, ViT-B-32)")
+    pretrained: str = option_field(DEFAULT_PRETRAINED, f"open_clip pretrained tag (default {DEFAULT_PRETRAINED})")
+    quick_gelu: bool | None = option_field(
+        None, "QuickGELU activations (default: the pretrained tag's setting, True for openai)")
+    antialias: bool = option_field(False, "antialiased resize (default False = VALOR's torchvision-0.13 tensor Resize)")
+    batch_frames: int = option_field(64, "images per forward pass (default 64)")
+
+    def __post_init__(self) -> None:
+        if self.batch_frames < 1:
+            raise ValueError(f"batch_frames must be >= 1, got {self.batch_frames}")
+
+
+def open_clip_model_config(model: str) -> dict[str, Any]:
+    """open_clip's architecture config of `model` (no weights involved); ValueError for an unknown name."""
+    import open_clip
+
+    cfg = open_clip.get_model_config(model)
+    if cfg is None:
+        raise ValueError(f"clip: unknown open_clip model {model!r}")
+    return cfg
 
 
 def segment_frame_indices(n_frames: int = FRAMES_PER_VIDEO, n_segments: int = NUM_SEGMENTS) -> np.ndarray:
@@ -161,54 +167,47 @@ class ClipBackbone(Backbone):
     needs_frames = True
     prompts: tuple[str, ...] = CLIP_PROMPTS
 
-    def __init__(self, config: BackboneConfig):
-        super().__init__(config)
-        check_weights_mode(config)
-        check_options(config, self.name, CLIP_OPTIONS)
-        import open_clip
+    Options = ClipOptions
+    inherited_options = ("model", "pretrained", "quick_gelu")
+    OUTPUTS = (
+        OutputSpec("features/clip", (NUM_SEGMENTS, DEFAULT_EMBED_DIM), SEGMENTS, "segment x dim"),
+        OutputSpec("zeroshot/clip", (NUM_SEGMENTS, NUM_CLASSES), SEGMENTS, "segment x class"),
+    )
+    recipes = CLIP_RECIPES
 
-        self.model_name = str(config.option("model", DEFAULT_MODEL))
-        self.pretrained_tag = str(config.option("pretrained", DEFAULT_PRETRAINED))
-        model_cfg = open_clip.get_model_config(self.model_name)
-        if model_cfg is None:
-            raise ValueError(f"clip: unknown open_clip model {self.model_name!r}")
-        self.weights_spec = open_clip_weights_spec(self.model_name, self.pretrained_tag)
-        quick_gelu = config.option("quick_gelu", None)
-        self.quick_gelu = bool(self.weights_spec.preprocessing["quick_gelu"] if quick_gelu is None else quick_gelu)
-        self.antialias = bool(config.option("antialias", False))
-        if self.antialias and config.profile == "reference":
+    @classmethod
+    def declared_outputs(cls, options: Any = None) -> tuple[OutputSpec, ...]:
+        """The feature width is the model's embedding width (ViT-L-14: 768, ViT-B-32: 512)."""
+        width = int(open_clip_model_config(cls.parse_options(options).model)["embed_dim"])
+        features, scores = cls.OUTPUTS
+        return dataclasses.replace(features, shape=(NUM_SEGMENTS, width)), scores
+
+    def configure(self) -> None:
+        o = self.options
+        model_cfg = open_clip_model_config(o.model)
+        self.model_name, self.pretrained_tag = o.model, o.pretrained
+        self.weights_spec = open_clip_weights_spec(o.model, o.pretrained)
+        self.quick_gelu = bool(self.weights_spec.preprocessing["quick_gelu"] if o.quick_gelu is None else o.quick_gelu)
+        self.antialias = o.antialias
+        if self.antialias and self.profile == "reference":
             raise ValueError("clip: antialias=True is not VALOR's resize; use it with profile='clean'")
-        self.batch_frames = int(config.option("batch_frames", 64))
-        if self.batch_frames < 1:
-            raise ValueError(f"clip: batch_frames must be >= 1, got {self.batch_frames}")
-        self.random_seed = int(config.option("random_seed", 0))
         self.embed_dim = int(model_cfg["embed_dim"])
         size = model_cfg["vision_cfg"]["image_size"]
         self.image_size = (size, size) if isinstance(size, int) else tuple(size)
         self.mean = tuple(self.weights_spec.preprocessing["mean"])
         self.std = tuple(self.weights_spec.preprocessing["std"])
         self.frame_indices = segment_frame_indices()
-        self.device = torch_device(config)
-        self.resolved: ResolvedWeights | None = None
-        if self.random_weights:
-            announce_random_weights(self.name)
-        elif not self.inputs_only:
-            self.resolved = resolve_weights_file(self.weights_spec, config.weights_dir)
-        self._model = None
         self._text: np.ndarray | None = None
         self._logit_scale: float | None = None
 
-    recipes = CLIP_RECIPES
-
     def _common_attrs(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"model": self.model_name, "pretrained": self.pretrained_tag,
-                                 "quick_gelu": self.quick_gelu}
-        if self.random_weights:
-            attrs["random_seed"] = self.random_seed
-        return attrs
+        return {"model": self.model_name, "pretrained": self.pretrained_tag, "quick_gelu": self.quick_gelu}
 
-    def outputs(self) -> list[OutputSpec]:
-        feature_attrs = {
+    def output_attrs(self, spec: OutputSpec) -> dict[str, Any]:
+        if spec.path == "zeroshot/clip":
+            return {**self._common_attrs(), "score": "logit_scale.exp() * cosine(features/clip, text/clip)",
+                    "classes": list(LLP_CLASSES)}
+        return {
             **self._common_attrs(),
             "fps": 1,  # one frame per 1 s segment
             "source_fps": FRAME_FPS,
@@ -220,32 +219,28 @@ class ClipBackbone(Backbone):
             "std": list(self.std),
             "normalized": "l2",
         }
-        score_attrs = {**self._common_attrs(), "score": "logit_scale.exp() * cosine(features/clip, text/clip)",
-                       "classes": list(LLP_CLASSES)}
-        return [
-            OutputSpec("features/clip", (NUM_SEGMENTS, self.embed_dim), "float32", "segment x dim", feature_attrs),
-            OutputSpec("zeroshot/clip", (NUM_SEGMENTS, NUM_CLASSES), "float32", "segment x class", score_attrs),
-        ]
 
     # -- model ------------------------------------------------------------------------------
 
-    def load_model(self):
-        """The eval-mode open_clip model on `self.device` (built once, on first call)."""
-        if self._model is None:
-            import open_clip
-            import torch
+    def build_network(self):
+        import open_clip
 
-            require_network(self)
-            pretrained = None if self.resolved is None else str(self.resolved.path)
-            with seeded_init(self.random_seed):
-                model = open_clip.create_model(self.model_name, pretrained=pretrained,
-                                               force_quick_gelu=self.quick_gelu, device="cpu")
-            if self.config.precision != "fp32":
-                for module in model.modules():
-                    if isinstance(module, torch.nn.MultiheadAttention):
-                        module.register_forward_pre_hook(seq_major_inputs, with_kwargs=True)
-            self._model = model.eval().requires_grad_(False).to(self.device)
-        return self._model
+        # open_clip loads the resolved file itself while building (its format conversions included)
+        pretrained = None if self.resolved is None else str(self.resolved.path)
+        return open_clip.create_model(self.model_name, pretrained=pretrained, force_quick_gelu=self.quick_gelu,
+                                      device="cpu")
+
+    def load_weights(self, model, path):
+        return model  # already loaded by build_network
+
+    def finish_network(self, model):
+        import torch
+
+        if self.config.precision != "fp32":
+            for module in model.modules():
+                if isinstance(module, torch.nn.MultiheadAttention):
+                    module.register_forward_pre_hook(seq_major_inputs, with_kwargs=True)
+        return model
 
     def text_embeddings(self) -> tuple[np.ndarray, float]:
         """(25, D) L2-normalised prompt embeddings (fp32, no autocast) and logit_scale.exp()."""
@@ -264,7 +259,8 @@ class ClipBackbone(Backbone):
 
     def dataset_arrays(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         text, scale = self.text_embeddings()
-        attrs = {**self._common_attrs(), "backbone": self.name, "weights": self.weights_id(),
+        seed = {"random_seed": self.options.random_seed} if self.random_weights else {}
+        attrs = {**self._common_attrs(), **seed, "backbone": self.name, "weights": self.weights_id(),
                  "random_weights": bool(self.random_weights), "precision": "fp32", "layout": "class x dim",
                  "prompts": list(self.prompts), "classes": list(LLP_CLASSES), "logit_scale": scale,
                  "normalized": "l2"}
@@ -313,7 +309,7 @@ class ClipBackbone(Backbone):
         model = self.load_model()
         out = []
         with torch.inference_mode():
-            for part in chunked(images.shape[0], self.batch_frames):
+            for part in chunked(images.shape[0], self.options.batch_frames):
                 with autocast_for(self.config, self.device):
                     feats = model.encode_image(images[part].to(self.device, non_blocking=True))
                 out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())

@@ -8,21 +8,22 @@ clips of 8 consecutive frames, each (3, 8, 112, 112) through torchvision `r2plus
 without its final fc → (10, 512) float32 per video: one row per 1 s segment.
 
 Weights: torchvision `R2Plus1D_18_Weights.KINETICS400_V1` (`r2plus1d_18-91a641e6.pth`), fc = identity.
-Input profiles (`R2PLUS1D_RECIPES`): "reference" resizes with PIL itself (`resnet152.resize_with_pil`,
+Input profiles (`R2PLUS1D_RECIPES`): "reference" resizes with PIL itself (`frames.resize_with_pil`,
 the official `transforms.Resize((112, 112))` on PIL images) on the PIL-decoded JPEG frames; "clean"
-uses `resnet152.resize_like_pil` (torch's uint8 kernel, PIL-equivalent to within one grey level) on the
+uses `frames.resize_like_pil` (torch's uint8 kernel, PIL-equivalent to within one grey level) on the
 raw frames. Both run on the CPU, so the pixels fed to the network do not depend on the device.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from avvp.data.classes import NUM_SEGMENTS
-from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneConfig, OutputSpec, VideoInput
-from avvp.extract.backbones.resnet152 import (
-    COMMON_OPTIONS,
+from avvp.data.layouts import SEGMENTS
+from avvp.extract.backbones.base import BACKBONES, Backbone, OutputSpec, VideoInput
+from avvp.extract.backbones.frames import (
     FRAME_FPS,
     FRAMES_PER_VIDEO,
     check_frames,
@@ -31,21 +32,8 @@ from avvp.extract.backbones.resnet152 import (
     resize_like_pil,
     resize_with_pil,
 )
-from avvp.extract.backbones.weights import (
-    InputRecipe,
-    ResolvedWeights,
-    WeightsSpec,
-    announce_random_weights,
-    autocast_for,
-    check_options,
-    check_weights_mode,
-    chunked,
-    load_state_dict_file,
-    require_network,
-    resolve_weights_file,
-    seeded_init,
-    torch_device,
-)
+from avvp.extract.backbones.resnet152 import FrameBatchOptions
+from avvp.extract.backbones.weights import InputRecipe, WeightsSpec, autocast_for, chunked
 
 CLIP_FRAMES = FRAMES_PER_VIDEO // NUM_SEGMENTS  # 8 consecutive frames (1 s at 8 fps) per clip
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -81,6 +69,15 @@ R2PLUS1D_18_KINETICS400_V1 = WeightsSpec(
 )
 
 
+@dataclass(frozen=True)
+class R2Plus1DOptions(FrameBatchOptions):
+    """`batch_frames` counts frames of whole 8-frame clips."""
+
+    def __post_init__(self) -> None:
+        if self.batch_frames < CLIP_FRAMES:
+            raise ValueError(f"batch_frames must be >= {CLIP_FRAMES} (one clip), got {self.batch_frames}")
+
+
 @BACKBONES.register("r2plus1d")
 class R2Plus1DBackbone(Backbone):
     """Kinetics-400 R(2+1)D-18, fc = identity: (10, 512) per video, one 8-frame clip per segment."""
@@ -90,51 +87,33 @@ class R2Plus1DBackbone(Backbone):
     weights_spec = R2PLUS1D_18_KINETICS400_V1
     feature_dim = 512
 
-    def __init__(self, config: BackboneConfig):
-        super().__init__(config)
-        check_weights_mode(config)
-        check_options(config, self.name, COMMON_OPTIONS)
-        batch_frames = int(config.option("batch_frames", 64))
-        if batch_frames < CLIP_FRAMES:
-            raise ValueError(f"{self.name}: batch_frames must be >= {CLIP_FRAMES} (one clip), got {batch_frames}")
-        self.batch_clips = batch_frames // CLIP_FRAMES
-        self.random_seed = int(config.option("random_seed", 0))
-        self.device = torch_device(config)
-        self.resolved: ResolvedWeights | None = None
-        if self.random_weights:
-            announce_random_weights(self.name)
-        elif not self.inputs_only:
-            self.resolved = resolve_weights_file(self.weights_spec, config.weights_dir)
-        self._model = None
-
+    Options = R2Plus1DOptions
+    OUTPUTS = (OutputSpec("features/r2plus1d", (NUM_SEGMENTS, feature_dim), SEGMENTS,
+                          "segment(8-frame clip at 8 fps) x dim"),)
     recipes = R2PLUS1D_RECIPES
 
-    def outputs(self) -> list[OutputSpec]:
+    @property
+    def batch_clips(self) -> int:
+        return self.options.batch_frames // CLIP_FRAMES
+
+    def output_attrs(self, spec: OutputSpec) -> dict[str, Any]:
         attrs: dict[str, Any] = {"fps": FRAME_FPS, "clip_frames": CLIP_FRAMES, **self.weights_spec.preprocessing}
         if self.profile == "reference":
             attrs["interpolation"] = "bilinear, PIL Image.resize (AVVP scripts/utils.py TransformImage)"
-        if self.random_weights:
-            attrs["random_seed"] = self.random_seed
-        return [OutputSpec(f"features/{self.name}", (NUM_SEGMENTS, self.feature_dim), "float32",
-                           "segment(8-frame clip at 8 fps) x dim", attrs)]
+        return attrs
 
-    def load_model(self):
-        """The eval-mode network on `self.device` (built once, on first call)."""
-        if self._model is None:
-            import torch
-            from torchvision.models.video import r2plus1d_18
+    def build_network(self):
+        from torchvision.models.video import r2plus1d_18
 
-            require_network(self)
-            with seeded_init(self.random_seed):
-                model = r2plus1d_18(weights=None)
-            if self.resolved is not None:
-                model.load_state_dict(load_state_dict_file(self.resolved.path), strict=True)
-            model.fc = torch.nn.Identity()
-            # channels_last_3d: oneDNN's fastest 3D-conv layout on CPU (measured 1.54x for 10 clips on 2
-            # cores, features within 4e-7 of the default layout relative to their max; docs/performance.md)
-            model = model.to(memory_format=torch.channels_last_3d)
-            self._model = model.eval().requires_grad_(False).to(self.device)
-        return self._model
+        return r2plus1d_18(weights=None)
+
+    def finish_network(self, model):
+        import torch
+
+        model.fc = torch.nn.Identity()
+        # channels_last_3d: oneDNN's fastest 3D-conv layout on CPU (measured 1.54x for 10 clips on 2
+        # cores, features within 4e-7 of the default layout relative to their max; docs/performance.md)
+        return model.to(memory_format=torch.channels_last_3d)
 
     def preprocess(self, frames: np.ndarray):
         """(80, H, W, 3) uint8 → (10, 3, 8, 112, 112) uint8 CPU clips: squash resize, 8 frames a clip."""

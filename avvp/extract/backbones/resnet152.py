@@ -22,39 +22,29 @@ for downscaling 640x360/320x240 → 455x256/341x256; the float path of `F.interp
 rounding differs on 10-20 % of pixels, so it is not used). The resize always runs on the CPU, so the
 preprocessed pixels are identical whichever device runs the network.
 
-This module also holds the frame helpers that the other image backbones (`r2plus1d`, `clip`) reuse.
+The frame helpers shared with the other image backbones (`r2plus1d`, `clip`) live in `frames.py`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from avvp.extract.backbones.base import (
-    BACKBONES,
-    Backbone,
-    BackboneConfig,
-    OutputSpec,
-    VideoInput,
+from avvp.data.layouts import FRAMES
+from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneOptions, OutputSpec, VideoInput, option_field
+from avvp.extract.backbones.frames import (
+    FRAME_FPS,
+    FRAMES_PER_VIDEO,
+    center_crop,
+    check_frames,
+    frames_to_nchw,
+    normalize_on_device,
+    resize_like_pil,
+    resize_with_pil,
+    shorter_side_size,
 )
-from avvp.extract.backbones.weights import (
-    InputRecipe,
-    ResolvedWeights,
-    WeightsSpec,
-    announce_random_weights,
-    autocast_for,
-    check_options,
-    check_weights_mode,
-    chunked,
-    load_state_dict_file,
-    require_network,
-    resolve_weights_file,
-    seeded_init,
-    torch_device,
-)
-
-FRAMES_PER_VIDEO = 80  # the reference selection: 8 fps over 10 s
-FRAME_FPS = 8
+from avvp.extract.backbones.weights import InputRecipe, WeightsSpec, autocast_for, chunked, load_state_dict_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -90,100 +80,21 @@ RESNET152_IMAGENET1K_V1 = WeightsSpec(
     recipes=RESNET152_RECIPES,
 )
 
-COMMON_OPTIONS = {
-    "batch_frames": "images per forward pass (default 64)",
-    "random_seed": "seed of the random init with --weights random (default 0)",
-}
 
+@dataclass(frozen=True)
+class FrameBatchOptions(BackboneOptions):
+    """Options of ResNet-152 (and, with its own bound, R(2+1)D)."""
 
-# ------------------------------------------------------------------------------------------------
-# frame helpers (shared with r2plus1d and clip)
+    batch_frames: int = option_field(64, "images per forward pass (default 64)")
 
-
-def check_frames(video: VideoInput, backbone: str):
-    """The video's frames as a validated (80, H, W, 3) uint8 numpy array."""
-    frames = getattr(video, "frames", None)
-    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 \
-            or frames.shape[0] != FRAMES_PER_VIDEO or frames.shape[3] != 3:
-        got = f"{frames.shape} {frames.dtype}" if isinstance(frames, np.ndarray) else type(frames).__name__
-        raise ValueError(f"{backbone}: frames must be a ({FRAMES_PER_VIDEO}, H, W, 3) uint8 RGB array, got {got}")
-    if frames.shape[1] < 1 or frames.shape[2] < 1:
-        raise ValueError(f"{backbone}: frames have an empty spatial size {frames.shape}")
-    return frames
-
-
-def frames_to_nchw(frames: np.ndarray):
-    """(N, H, W, 3) uint8 numpy → (N, 3, H, W) uint8 torch view (channels_last memory, no copy).
-
-    The channels_last view is what torch's uint8 antialiased resize kernel reads fastest (40 ms for
-    80 frames 640x360 → 455x256 on 2 cores, vs 58 ms for a contiguous NCHW copy).
-    """
-    import torch
-
-    if not frames.flags.writeable:  # torch.from_numpy warns on read-only buffers
-        frames = frames.copy()
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-
-
-def resize_like_pil(images, size: tuple[int, int]):
-    """Bilinear antialiased resize of uint8 (N, 3, H, W) images to `size` = (height, width).
-
-    Equivalent to PIL `Image.resize((w, h), Image.BILINEAR)` per image to within one grey level (torch's
-    uint8 antialiased kernel follows PIL's separable fixed-point algorithm). CPU uint8 tensors only.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    if images.dtype != torch.uint8 or images.device.type != "cpu":
-        raise ValueError("resize_like_pil expects uint8 CPU tensors")
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    return F.interpolate(images, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-
-
-def shorter_side_size(height: int, width: int, shorter: int) -> tuple[int, int]:
-    """Output (height, width) of torchvision/PIL `Resize(shorter)`: the shorter side becomes `shorter`,
-    the longer one `int(shorter * long / short)` (truncated, as torchvision computes it)."""
-    if width <= height:
-        return int(shorter * height / width), shorter
-    return shorter, int(shorter * width / height)
-
-
-def center_crop(images, crop: int):
-    """torchvision `CenterCrop(crop)` offsets: top = int(round((H - crop) / 2)), same for left."""
-    height, width = images.shape[-2:]
-    if height < crop or width < crop:
-        raise ValueError(f"cannot center-crop {crop}x{crop} from {height}x{width}")
-    top = int(round((height - crop) / 2.0))
-    left = int(round((width - crop) / 2.0))
-    return images[..., top:top + crop, left:left + crop]
-
-
-def resize_with_pil(frames: np.ndarray, size: tuple[int, int]):
-    """PIL `Image.resize((w, h), BILINEAR)` of every (H, W, 3) uint8 frame, `size` = (height, width):
-    exactly what torchvision's `Resize` computes on PIL images (the official transforms). Returns a
-    (N, 3, h, w) uint8 CPU tensor."""
-    import torch
-    from PIL import Image
-
-    height, width = size
-    resized = np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
-    return torch.from_numpy(resized).permute(0, 3, 1, 2).contiguous()
+    def __post_init__(self) -> None:
+        if self.batch_frames < 1:
+            raise ValueError(f"batch_frames must be >= 1, got {self.batch_frames}")
 
 
 def pretrainedmodels_to_torchvision_keys(state: dict) -> dict:
     """A state dict saved from a pretrainedmodels ResNet (`last_linear.*`) in torchvision's layout (`fc.*`)."""
     return {("fc." + k[len("last_linear."):] if k.startswith("last_linear.") else k): v for k, v in state.items()}
-
-
-def normalize_on_device(images_uint8, mean: Sequence[float], std: Sequence[float], device):
-    """uint8 (N, 3, H, W) → float32 on `device`, scaled to [0, 1] (ToTensor) and mean/std-normalised."""
-    import torch
-
-    x = images_uint8.to(device, non_blocking=True).float().div_(255.0)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    return x.sub_(mean_t).div_(std_t)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,55 +108,33 @@ class ResNet152Backbone(Backbone):
     needs_frames = True
     weights_spec = RESNET152_IMAGENET1K_V1
     feature_dim = 2048
-
-    def __init__(self, config: BackboneConfig):
-        super().__init__(config)
-        check_weights_mode(config)
-        check_options(config, self.name, COMMON_OPTIONS)
-        self.batch_frames = int(config.option("batch_frames", 64))
-        if self.batch_frames < 1:
-            raise ValueError(f"{self.name}: batch_frames must be >= 1, got {self.batch_frames}")
-        self.random_seed = int(config.option("random_seed", 0))
-        self.device = torch_device(config)
-        # Weights are resolved now (a missing file fails at construction, before any decoding);
-        # the network itself is built on first use.
-        self.resolved: ResolvedWeights | None = None
-        if self.random_weights:
-            announce_random_weights(self.name)
-        elif not self.inputs_only:
-            self.resolved = resolve_weights_file(self.weights_spec, config.weights_dir)
-        self._model = None
-
+    Options = FrameBatchOptions
+    OUTPUTS = (OutputSpec("features/resnet152", (FRAMES_PER_VIDEO, feature_dim), FRAMES, "frame(8 fps, 80) x dim"),)
     recipes = RESNET152_RECIPES
 
-    def outputs(self) -> list[OutputSpec]:
+    def output_attrs(self, spec: OutputSpec) -> dict[str, Any]:
         attrs: dict[str, Any] = {"fps": FRAME_FPS, **self.weights_spec.preprocessing}
         if self.profile == "reference":
             attrs["interpolation"] = "bilinear, PIL Image.resize (pretrainedmodels TransformImage)"
-        if self.random_weights:
-            attrs["random_seed"] = self.random_seed
-        return [OutputSpec(f"features/{self.name}", (FRAMES_PER_VIDEO, self.feature_dim), "float32",
-                           "frame(8 fps, 80) x dim", attrs)]
+        return attrs
 
     # -- model ------------------------------------------------------------------------------
 
-    def load_model(self):
-        """The eval-mode network on `self.device` (built once, on first call)."""
-        if self._model is None:
-            import torch
-            import torchvision
+    def build_network(self):
+        import torchvision
 
-            require_network(self)
-            with seeded_init(self.random_seed):
-                model = torchvision.models.resnet152(weights=None)
-            if self.resolved is not None:
-                state = pretrainedmodels_to_torchvision_keys(load_state_dict_file(self.resolved.path))
-                model.load_state_dict(state, strict=True)
-            model.fc = torch.nn.Identity()
-            # channels_last: faster convolutions on CPU (oneDNN) and on CUDA tensor cores
-            model = model.to(memory_format=torch.channels_last)
-            self._model = model.eval().requires_grad_(False).to(self.device)
-        return self._model
+        return torchvision.models.resnet152(weights=None)
+
+    def load_weights(self, model, path):
+        model.load_state_dict(pretrainedmodels_to_torchvision_keys(load_state_dict_file(path)), strict=True)
+        return model
+
+    def finish_network(self, model):
+        import torch
+
+        model.fc = torch.nn.Identity()
+        # channels_last: faster convolutions on CPU (oneDNN) and on CUDA tensor cores
+        return model.to(memory_format=torch.channels_last)
 
     # -- extraction -------------------------------------------------------------------------
 
@@ -275,7 +164,7 @@ class ResNet152Backbone(Backbone):
         pre = self.weights_spec.preprocessing
         out = []
         with torch.inference_mode(), autocast_for(self.config, self.device):
-            for part in chunked(images_uint8.shape[0], self.batch_frames):
+            for part in chunked(images_uint8.shape[0], self.options.batch_frames):
                 x = normalize_on_device(images_uint8[part], pre["mean"], pre["std"], self.device)
                 out.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.feature_dim)

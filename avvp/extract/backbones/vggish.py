@@ -36,35 +36,32 @@ other clips); a 10 s window at 16 kHz gives exactly 10.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from avvp.data.classes import NUM_SEGMENTS
+from avvp.data.layouts import SEGMENTS
 from avvp.extract.backbones import vggish_frontend as frontend
 from avvp.extract.backbones.base import (
     BACKBONES,
     Backbone,
-    BackboneConfig,
+    BackboneOptions,
     OutputSpec,
     VideoInput,
     WeightsUnavailable,
+    option_field,
 )
 from avvp.extract.backbones.weights import (
     InputRecipe,
     ResolvedWeights,
     WeightsSpec,
-    announce_random_weights,
     autocast_for,
-    check_options,
-    check_weights_mode,
     chunked,
     load_state_dict_file,
-    require_network,
     resolve_weights_file,
-    seeded_init,
-    torch_device,
 )
 
 EMBEDDING_SIZE = 128
@@ -107,12 +104,19 @@ VGGISH_PCA = WeightsSpec(
     cache="torch_hub",
 )
 
-OPTIONS = {
-    "batch_examples": "0.96 s examples per forward pass (default 256)",
-    "random_seed": "seed of the random init with --weights random (default 0)",
-    "postprocess": "apply the AudioSet PCA/whitening + 8-bit quantisation (default False: raw embeddings)",
-    "final_relu": "ReLU on the 128-d layer, as the pre-2020 TF release and both torch ports (default True)",
-}
+
+
+@dataclass(frozen=True)
+class VGGishOptions(BackboneOptions):
+    batch_examples: int = option_field(256, "0.96 s examples per forward pass (default 256)")
+    postprocess: bool = option_field(
+        False, "apply the AudioSet PCA/whitening + 8-bit quantisation (default False: raw embeddings)")
+    final_relu: bool = option_field(
+        True, "ReLU on the 128-d layer, as the pre-2020 TF release and both torch ports (default True)")
+
+    def __post_init__(self) -> None:
+        if self.batch_examples < 1:
+            raise ValueError(f"batch_examples must be >= 1, got {self.batch_examples}")
 
 TORCHAUDIO_PREFIXES = {"features_network.": "features.", "embedding_network.": "embeddings."}
 
@@ -236,72 +240,50 @@ class VGGishBackbone(Backbone):
     name = "vggish"
     needs_audio_16k = True
 
-    def __init__(self, config: BackboneConfig):
-        super().__init__(config)
-        check_weights_mode(config)
-        check_options(config, self.name, OPTIONS)
-        self.batch_examples = int(config.option("batch_examples", 256))
-        if self.batch_examples < 1:
-            raise ValueError(f"{self.name}: batch_examples must be >= 1, got {self.batch_examples}")
-        self.random_seed = int(config.option("random_seed", 0))
-        self.postprocess = bool(config.option("postprocess", False))
-        self.final_relu = bool(config.option("final_relu", True))
-        self.device = torch_device(config)
-        self.resolved: ResolvedWeights | None = None
+    Options = VGGishOptions
+    OUTPUTS = (OutputSpec("features/vggish", (NUM_SEGMENTS, EMBEDDING_SIZE), SEGMENTS, "example(0.96 s) x dim"),)
+    recipes = VGGISH_RECIPES
+
+    def configure(self) -> None:
         self.pca: ResolvedWeights | None = None
-        if self.random_weights:
-            announce_random_weights(self.name)
-        elif not self.inputs_only:
-            self.resolved = resolve_vggish_weights(config.weights_dir)
-        if self.postprocess and not self.random_weights and not self.inputs_only:
-            # with random weights the PCA parameters are random too (see pca_params)
-            self.pca = resolve_weights_file(VGGISH_PCA, config.weights_dir)
-        self._model = None
         self._pca_params: tuple[np.ndarray, np.ndarray] | None = None
 
-    recipes = VGGISH_RECIPES
+    def resolve_weights(self) -> ResolvedWeights:
+        resolved = resolve_vggish_weights(self.config.weights_dir)
+        if self.options.postprocess:
+            # only with pretrained weights: with random ones the PCA parameters are random too (pca_params)
+            self.pca = resolve_weights_file(VGGISH_PCA, self.config.weights_dir)
+        return resolved
 
     def weights_id(self) -> str:
         base = "random" if self.resolved is None else self.resolved.weights_id
         return base + (f" + {self.pca.weights_id}" if self.pca is not None else "")
 
-    def outputs(self) -> list[OutputSpec]:
-        attrs: dict[str, Any] = {
-            "sample_rate": frontend.SAMPLE_RATE,
-            "example_seconds": 0.96,
-            "postprocess": self.postprocess,
-            "final_relu": self.final_relu,
-        }
-        if self.random_weights:
-            attrs["random_seed"] = self.random_seed
-        return [OutputSpec("features/vggish", (NUM_SEGMENTS, EMBEDDING_SIZE), "float32",
-                           "example(0.96 s) x dim", attrs)]
+    def output_attrs(self, spec: OutputSpec) -> dict[str, Any]:
+        return {"sample_rate": frontend.SAMPLE_RATE, "example_seconds": 0.96,
+                "postprocess": self.options.postprocess, "final_relu": self.options.final_relu}
 
     # -- model -------------------------------------------------------------------------------
-    def load_model(self):
-        """The eval-mode network on `self.device` (built once, on first call)."""
-        if self._model is None:
-            import torch
+    def build_network(self):
+        import torch
 
-            require_network(self)
-            if self.resolved is not None:
-                # no point initialising 72 M parameters that the file overwrites: build on the meta
-                # device and adopt the loaded tensors (strict: every key must match)
-                with torch.device("meta"):
-                    model = build_vggish_network(self.final_relu)
-                model.load_state_dict(read_vggish_state_dict(self.resolved.path), strict=True, assign=True)
-            else:
-                with seeded_init(self.random_seed):
-                    model = build_vggish_network(self.final_relu)
-            self._model = model.eval().requires_grad_(False).to(self.device)
-        return self._model
+        if self.resolved is not None:
+            # no point initialising 72 M parameters that the file overwrites: build on the meta
+            # device and adopt the loaded tensors in load_weights
+            with torch.device("meta"):
+                return build_vggish_network(self.options.final_relu)
+        return build_vggish_network(self.options.final_relu)
+
+    def load_weights(self, model, path):
+        model.load_state_dict(read_vggish_state_dict(path), strict=True, assign=True)
+        return model
 
     def pca_params(self) -> tuple[np.ndarray, np.ndarray]:
         if self._pca_params is None:
             if self.pca is not None:
                 self._pca_params = read_pca_params(self.pca.path)
             else:  # random weights: a seeded orthonormal rotation and zero means
-                rng = np.random.default_rng(self.random_seed)
+                rng = np.random.default_rng(self.options.random_seed)
                 rotation, _ = np.linalg.qr(rng.standard_normal((EMBEDDING_SIZE, EMBEDDING_SIZE)))
                 self._pca_params = (rotation, np.zeros(EMBEDDING_SIZE))
         return self._pca_params
@@ -335,7 +317,7 @@ class VGGishBackbone(Backbone):
         model = self.load_model()
         out = []
         with torch.inference_mode(), autocast_for(self.config, self.device):
-            for part in chunked(len(examples), self.batch_examples):
+            for part in chunked(len(examples), self.options.batch_examples):
                 x = torch.from_numpy(examples[part]).unsqueeze(1).to(self.device)
                 out.append(model(x).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, EMBEDDING_SIZE), np.float32)
@@ -349,7 +331,7 @@ class VGGishBackbone(Backbone):
             return results
         examples = np.concatenate([self.examples(videos[i]) for i in audible])
         embeddings = self.embed(examples)
-        if self.postprocess:
+        if self.options.postprocess:
             embeddings = pca_quantize(embeddings, *self.pca_params())
         for k, i in enumerate(audible):
             results[i] = {"features/vggish": np.ascontiguousarray(embeddings[k * NUM_SEGMENTS:(k + 1) * NUM_SEGMENTS], dtype=np.float32)}

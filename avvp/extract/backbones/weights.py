@@ -12,8 +12,8 @@ identically everywhere:
            url="https://download.pytorch.org/models/resnet152-394f9c45.pth",
            cache="torch_hub", sha256_prefix="394f9c45", preprocessing={...})
 
-2. In the backbone's `__init__`, call `check_weights_mode(config)` and `check_options(config, name,
-   {option: description})` (unknown option names are errors, not silently ignored), then either
+2. `Backbone.__init__` (base.py) does the rest for every backbone: `check_weights_mode(config)`, the
+   typed options (unknown option names are errors, not silently ignored), then either
    `announce_random_weights(name)` (weights == "random": a one-line notice on stderr, never silent)
    or `resolve_weights_file(spec, config.weights_dir)` (weights == "pretrained"):
    - with `weights_dir`: the file must be `<weights_dir>/<spec.filename>` (or one of
@@ -30,7 +30,7 @@ identically everywhere:
    stderr and recorded in `weights_id`, so stored features always say what produced them.
 
 3. Load with `load_state_dict_file(path)` (torch pickles with `weights_only=True`, or .safetensors)
-   and the model's own `load_state_dict(..., strict=True)`.
+   and the model's own `load_state_dict(..., strict=True)` (`Backbone.load_weights`' default).
 
 4. Random initialisation is seeded (`seeded_init(seed)`), so every worker of a distributed run builds
    the same random network and their features are comparable.
@@ -55,15 +55,20 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
 
-from avvp.extract.backbones.base import BackboneConfig, WeightsUnavailable
+if TYPE_CHECKING:  # base.py imports this module; the config is only an annotation here
+    from avvp.extract.backbones.base import BackboneConfig
 
 WEIGHT_MODES = ("pretrained", "random", "none")  # "none": preprocessing only (network_inputs), never a forward
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_PRECISION = "fp32"
 # Downloads are opt-in: avvp/_env.py puts the hub libraries offline unless AVVP_ONLINE=1.
 ONLINE_ENV = "AVVP_ONLINE"
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights cannot be found offline; the message names the file and where to put it."""
 
 
 @dataclass(frozen=True)
@@ -128,17 +133,6 @@ def require_network(backbone) -> None:
     """Backbones built with weights="none" (network_inputs) never run their network."""
     if backbone.inputs_only:
         raise RuntimeError(f"{backbone.name}: built with weights='none' (inputs only); it has no network")
-
-
-def check_options(config: BackboneConfig, backbone: str, allowed: Mapping[str, str]) -> None:
-    """Reject option names the backbone does not know (a typo must not silently use a default).
-
-    `allowed` maps each option name to a one-line description, shown in the error.
-    """
-    unknown = sorted(set(dict(config.options)) - set(allowed))
-    if unknown:
-        known = "; ".join(f"{k}: {v}" for k, v in sorted(allowed.items()))
-        raise ValueError(f"{backbone}: unknown option(s) {unknown}; known options: {known}")
 
 
 def announce_random_weights(backbone: str, stream: TextIO | None = None) -> None:
