@@ -32,8 +32,6 @@ STAGE_OF = {name: rank for rank, names in enumerate(STAGES) for name in names}
 # (importing module, imported module): what pays the debt
 KNOWN_UPWARD = {
     ("avvp.data.synthetic", "avvp.pseudolabels.valor"): "synthetic teachers call the VALOR rule: move the rule's array core to data/ or have pseudolabels build the synthetic teacher",
-    ("avvp.extract.api", "avvp.pipeline.core"): "the extract() API belongs in pipeline/ (it runs the executor core)",
-    ("avvp.extract.api", "avvp.pipeline.jobs"): "same: extract() moves to pipeline/",
     ("avvp.pipeline.demo", "avvp.cli"): "the demo moves out of pipeline/ and calls library functions",
 }
 

@@ -13,7 +13,7 @@ from media import make_clip, make_truncated  # noqa: E402
 
 from avvp.cli.extract import main  # noqa: E402
 from avvp.data.store import Store  # noqa: E402
-from avvp.extract.api import ExtractionError, extract  # noqa: E402
+from avvp.pipeline import ExtractionError, extract  # noqa: E402
 
 # the clean profile pads short clips to a 10 s window (the reference profile, like the official AVVP
 # scripts, rejects clips without ten 0.96 s examples: tests/test_profiles.py)
@@ -94,6 +94,28 @@ def test_python_api_is_the_cli_code_path(folder, extracted):
     assert bool(arrays["videos/has_audio"])
     with pytest.raises(ExtractionError, match="decode"):
         extract(str(folder / "zero.mp4"), ["vggish"], weights="random", profile="clean")
+
+
+def test_extract_api_lives_in_pipeline_with_a_pointer_from_extract(folder):
+    """extract() runs the executor core, so it is avvp.pipeline's; the old name says where it went."""
+    import avvp.extract
+    from avvp.extract import network_inputs
+
+    for name in ("extract", "dump_network_inputs"):
+        with pytest.raises(ImportError, match=f"use avvp.pipeline.{name}"):
+            getattr(avvp.extract, name)
+    with pytest.raises(ImportError, match="use avvp.pipeline.extract"):
+        exec("from avvp.extract import extract", {})
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        avvp.extract.nothing  # noqa: B018
+    # one error type for both: network_inputs stays in avvp.extract and fails the same way on bad media
+    assert avvp.extract.ExtractionError is ExtractionError
+    with pytest.raises(ExtractionError, match="zero.mp4: decode"):
+        network_inputs(folder / "zero.mp4", "vggish")
+    with pytest.raises(ValueError, match="reference profile needs the ffmpeg decoder"):
+        network_inputs(folder / "stereo8k.mov", "vggish", decoder="decord")
+    with pytest.raises(ValueError, match="profile must be"):
+        network_inputs(folder / "stereo8k.mov", "vggish", profile="exact")
 
 
 def test_llp_csv_mode(tmp_path):

@@ -202,7 +202,7 @@ def test_parse_long_video_covers_the_whole_duration(parsed):
 def test_parse_windows_use_the_extraction_code_path(parsed):
     """A later window's features equal what avvp-extract's API gives for the window at 20 s (vggish only,
     which is cheap; the parser's other backbones go through the same call)."""
-    from avvp.extract.api import extract
+    from avvp.pipeline import extract
     from avvp.parse.run import Parser, _features_for_window
     from avvp.pipeline.core import ExtractionConfig, load_backbones
 

@@ -73,7 +73,7 @@ def test_network_inputs_are_what_the_networks_get(videos):
     """Random-weight VGGish and R(2+1)D on network_inputs reproduce the extracted features."""
     import torch
 
-    from avvp.extract import extract
+    from avvp.pipeline import extract
     from avvp.extract.backbones import BACKBONES
 
     path = str(videos / "a.mp4")

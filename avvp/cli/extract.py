@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avvp-extract: {err}", file=sys.stderr)
         return 2
     if args.dump_inputs is not None:
-        from avvp.extract.api import dump_network_inputs
+        from avvp.pipeline.api import dump_network_inputs
 
         written, failed = dump_network_inputs(jobs, cfg, args.dump_inputs)
         for vid, message in failed:
