@@ -25,7 +25,7 @@ import numpy as np
 
 from avvp.data.classes import LLP_CLASSES, NUM_SEGMENTS
 from avvp.data.store import StoreWriter, VideoRecord
-from avvp.pseudolabels.valor import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS
+from avvp.data.valor_thresholds import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS
 
 # feature name -> (modality, per-video shape) for the LLP layouts of the store schema
 FEATURE_LAYOUTS: dict[str, tuple[str, tuple[int, int]]] = {
