@@ -526,13 +526,13 @@ def rss_child(executor: str, clipdir: str, n: int, names: str, batch: int, threa
 
     torch.set_num_threads(threads)
     from avvp.pipeline.core import ExtractionConfig
-    from avvp.pipeline.executors import ExecutorOptions, load_executors
+    from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 
     clips = sorted(Path(clipdir).glob("*.mp4"))[:n]
     cfg = ExtractionConfig(backbones=tuple(names.split(",")), weights="random", device="cpu", batch_videos=batch)
     out = tempfile.mktemp(suffix=".h5", dir=clipdir)
     t0 = time.perf_counter()
-    summary = load_executors().get(executor)(jobs_for(clips), cfg, out,
+    summary = EXECUTORS.get(executor)(jobs_for(clips), cfg, out,
                                               ExecutorOptions(num_workers=1, progress=False))
     seconds = time.perf_counter() - t0
     if executor == "ray":

@@ -58,6 +58,11 @@ def imports_of(path: Path) -> set[str]:
             found.update(f"{node.module}.{a.name}" for a in node.names if node.module == "avvp")
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Registry":
+            # a registry's providers are imported on its first lookup: a dependency like any import
+            for kw in node.keywords:
+                if kw.arg == "providers" and isinstance(kw.value, (ast.Tuple, ast.List)):
+                    found.update(e.value for e in kw.value.elts if isinstance(e, ast.Constant))
     return {name for name in found if name == "avvp" or name.startswith("avvp.")}
 
 
@@ -101,3 +106,5 @@ def test_checker_catches_an_upward_import(tmp_path):
     assert upward_imports(pkg) == {("avvp.data.store", "avvp.train.loop")}
     (pkg / "data" / "store.py").write_text("from avvp.registry import Registry\nimport avvp.data.llp\n")
     assert upward_imports(pkg) == set()
+    (pkg / "data" / "store.py").write_text("from avvp.registry import Registry\nR = Registry('x', providers=('avvp.cli.eval',))\n")
+    assert upward_imports(pkg) == {("avvp.data.store", "avvp.cli.eval")}

@@ -12,12 +12,11 @@ from pathlib import Path
 from avvp._env import apply_defaults
 from avvp.extract.backbones import BACKBONES, WeightsUnavailable
 from avvp.pipeline.core import ExtractionConfig, announce_random
-from avvp.pipeline.executors import ExecutorOptions, load_executors
+from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 from avvp.pipeline.jobs import discover_llp, scan_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
-    executors = load_executors()
     p = argparse.ArgumentParser(prog="avvp-extract", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", type=Path, required=True, help="folder of video files (searched recursively)")
     p.add_argument("--csv", type=Path, help="LLP CSV (filename, event_labels): ids, splits and weak labels come from it")
@@ -32,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
                    help="'random' runs the architectures with random weights (recorded, announced)")
     p.add_argument("--weights-dir", type=Path, help="folder with offline weight files (names in docs/backbones.md)")
-    p.add_argument("--executor", choices=executors.names(), default="ray")
+    p.add_argument("--executor", choices=EXECUTORS.names(), default="ray")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                    help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
         progress=not args.no_progress,
     )
-    executor = load_executors().get(args.executor)
+    executor = EXECUTORS.get(args.executor)
     try:
         summary = executor(jobs, cfg, str(args.out), options)
     except WeightsUnavailable as err:

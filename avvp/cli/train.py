@@ -20,7 +20,6 @@ import sys
 from typing import Sequence
 
 from avvp._env import apply_defaults
-import avvp.train.presets  # noqa: F401  (registers every paper preset)
 from avvp.train.config import PRESETS, ExperimentConfig, apply_override, preset
 
 

@@ -22,7 +22,7 @@ from avvp.models.blocks import HANEncoder, HANEncoderOptions, InputProjection, M
 from avvp.registry import Registry
 
 LossFn = Callable[["MMILParsingModel", ModelOutput, Batch, int], tuple[torch.Tensor, dict[str, float]]]
-MMIL_LOSSES: Registry[LossFn] = Registry("MMIL loss")
+MMIL_LOSSES: Registry[LossFn] = Registry("MMIL loss", providers=("avvp.models.ma",))
 
 
 def visual_smoothing_target(weak: torch.Tensor, smoothing: float) -> torch.Tensor:

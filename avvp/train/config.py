@@ -192,14 +192,12 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 # ----------------------------------------------------------------------------------------- presets
 PresetFn = Callable[[], ExperimentConfig]
-PRESETS: Registry[PresetFn] = Registry("preset")
+PRESETS: Registry[PresetFn] = Registry("preset", providers=("avvp.train.presets",))
 """name -> function returning the paper's ExperimentConfig."""
 
 # Runs that are more than one training (MA's three stages): model name -> fn(cfg, store_path) -> int
-RUNNERS: Registry[Callable[..., Any]] = Registry("multi-stage runner")
+RUNNERS: Registry[Callable[..., Any]] = Registry("multi-stage runner", providers=("avvp.train.recipes",))
 
 
 def preset(name: str) -> ExperimentConfig:
-    import avvp.train.presets  # noqa: F401  (every paper preset lives there)
-
     return PRESETS.get(name)()

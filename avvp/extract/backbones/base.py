@@ -153,4 +153,4 @@ class Backbone(abc.ABC):
         }
 
 
-BACKBONES: Registry[type[Backbone]] = Registry("backbone")
+BACKBONES: Registry[type[Backbone]] = Registry("backbone", providers=("avvp.extract.backbones",))
