@@ -11,6 +11,8 @@ from pathlib import Path
 
 from avvp._env import apply_defaults
 from avvp.extract.backbones import BACKBONES, WeightsUnavailable
+from avvp.extract.backbones.weights import PRECISIONS
+from avvp.extract.decode import PROFILES
 from avvp.pipeline.core import ExtractionConfig, announce_random
 from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 from avvp.pipeline.jobs import discover_llp, scan_folder
@@ -22,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="LLP CSV (filename, event_labels): ids, splits and weak labels come from it")
     p.add_argument("--backbone", action="append", required=True, choices=BACKBONES.names(), help="repeatable")
     p.add_argument("--out", type=Path, help="HDF5 store to create or complete (required unless --dump-inputs)")
-    p.add_argument("--profile", choices=("reference", "clean"), default="reference",
+    p.add_argument("--profile", choices=PROFILES, default="reference",
                    help="network inputs: 'reference' = exactly what the official AVVP/VALOR pipelines fed each "
                         "network (default); 'clean' = no JPEG round trip, anti-aliased resampling (docs/decoding.md)")
     p.add_argument("--dump-inputs", type=Path, metavar="DIR",
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dir", type=Path, help="folder with offline weight files (names in docs/backbones.md)")
     p.add_argument("--executor", choices=EXECUTORS.names(), default="ray")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
                         "(faster on GPUs and on CPUs with AMX/AVX512-BF16; recorded in the store)")
     p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")

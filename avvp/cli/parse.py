@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Sequence
 
 from avvp._env import apply_defaults
+from avvp.extract.backbones.weights import PRECISIONS
+from avvp.extract.decode import PROFILES
 from avvp.metrics import GATES
 
 EXIT_OK, EXIT_START, EXIT_SOME_FAILED = 0, 2, 3
@@ -37,11 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'random' runs the backbones with random weights: plumbing only, never meaningful")
     p.add_argument("--weights-dir", type=Path, help="folder with offline backbone weight files")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
                         "(faster on GPUs and on CPUs with AMX/AVX512-BF16; recorded in the store)")
     p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")
-    p.add_argument("--profile", choices=("reference", "clean"), default=None,
+    p.add_argument("--profile", choices=PROFILES, default=None,
                    help="network-input profile (default: the training store's, else reference; docs/decoding.md)")
     p.add_argument("--gate", choices=GATES.names(), default=None,
                    help="video-level gate (default: the one the checkpoint was evaluated with)")

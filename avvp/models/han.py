@@ -39,6 +39,12 @@ def require(batch_value: torch.Tensor | None, what: str) -> torch.Tensor:
     return batch_value
 
 
+def check_loss(name: str) -> None:
+    """Options hold the loss by name: an unknown one fails when the options are built, before any data."""
+    if name not in MMIL_LOSSES:
+        raise ValueError(f"unknown MMIL loss {name!r}; known: {', '.join(MMIL_LOSSES.names())}")
+
+
 @MMIL_LOSSES.register("han")
 def han_loss(model: "MMILParsingModel", out: ModelOutput, batch: Batch, epoch: int):
     y = batch.weak
@@ -100,6 +106,9 @@ class HANOptions(HANEncoderOptions):
 
     loss: str = "han"
     visual_smoothing: float = 0.9  # Pv = 0.9y + 0.05 (used by the "han" loss)
+
+    def __post_init__(self) -> None:
+        check_loss(self.loss)
 
 
 @MODELS.register("han")

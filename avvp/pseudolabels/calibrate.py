@@ -44,6 +44,10 @@ from avvp.pseudolabels.valor import (
 )
 
 
+# calibrating on any other split than val would tune the thresholds on the labels they are reported on
+CALIBRATION_SPLITS = ("val",)
+
+
 # ------------------------------------------------------------------------------------------ ground truth
 @dataclass(frozen=True)
 class SplitGroundTruth:
