@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from avvp._env import apply_defaults
+from avvp.cli import reports_missing_extras
 from avvp.extract.backbones import BACKBONES, WeightsUnavailable
 from avvp.extract.backbones.weights import PRECISIONS
 from avvp.extract.decode import PROFILES
@@ -91,6 +92,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
     )
 
 
+@reports_missing_extras
 def main(argv: list[str] | None = None) -> int:
     apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     parser = build_parser()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from avvp._env import apply_defaults
+from avvp.cli import reports_missing_extras
 from avvp.extract.backbones.weights import PRECISIONS
 from avvp.extract.decode import PROFILES
 from avvp.metrics import GATES
@@ -77,6 +78,7 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+@reports_missing_extras
 def main(argv: Sequence[str] | None = None) -> int:
     apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     args = build_parser().parse_args(argv)

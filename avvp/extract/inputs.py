@@ -48,8 +48,10 @@ def streams_for(backbone_names: Iterable[str]) -> tuple[bool, tuple[int, ...]]:
 
 @lru_cache(maxsize=4)
 def _preprocessing(name: str, config):
+    from avvp._extras import require_extra
     from avvp.extract.backbones import BACKBONES
 
+    require_extra("extract", "network_inputs")
     return BACKBONES.get(name)(config)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from avvp._extras import require_extra
 from avvp.data.classes import LLP_CLASSES
 from avvp.data.store import Store, StoreWriter, VideoRecord
 from avvp.extract.backbones import BACKBONES, Backbone, BackboneConfig
@@ -83,6 +84,7 @@ class VideoResult:
 
 
 def load_backbones(cfg: ExtractionConfig) -> list[Backbone]:
+    require_extra("extract", "feature extraction")
     return [BACKBONES.get(name)(cfg.backbone_config(name)) for name in cfg.backbones]
 
 
