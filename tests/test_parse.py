@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,7 @@ from avvp.parse.figure import FigureStyle, draw_figure, figure_size
 from avvp.parse.html import render_html, write_html
 from avvp.parse.timeline import Timeline, TimelineConfig, WindowPrediction, build_timeline
 
-sys.path.insert(0, str(Path(__file__).parent))
-from media import make_clip  # noqa: E402
+from tests.helpers.media import make_clip
 
 CLASSES = ["Speech", "Dog", "Car"]
 CHROMIUM = Path("/usr/bin/chromium")

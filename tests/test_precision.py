@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from media import make_clip  # noqa: E402
+from tests.helpers.media import make_clip
 
 from avvp.cli.extract import build_parser, config_from_args  # noqa: E402
 from avvp.data.store import Store, StoreError, StoreWriter  # noqa: E402

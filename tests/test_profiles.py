@@ -2,14 +2,11 @@
 `network_inputs` is what extraction feeds the networks; `--dump-inputs`; ResNet-152 weight names."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from media import make_clip  # noqa: E402
+from tests.helpers.media import make_clip
 
 from avvp.cli.extract import main  # noqa: E402
 from avvp.data.store import Store  # noqa: E402

@@ -78,18 +78,14 @@ def test_a_fresh_process_importing_only_the_registry_sees_every_entry():
         assert member and got
 
 
-def test_providers_are_imported_once_on_first_lookup_and_failures_are_not_hidden(tmp_path, monkeypatch):
-    (tmp_path / "provider_ok.py").write_text(
-        "from tests_registry_target import R\nCOUNT = globals().get('COUNT', 0) + 1\nR.register('late')(object)\n")
-    (tmp_path / "tests_registry_target.py").write_text(
-        "from avvp.registry import Registry\nR = Registry('thing', providers=('provider_ok',))\n"
-        "R.register('early')(int)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    target = importlib.import_module("tests_registry_target")
-    assert target.R._entries.keys() == {"early"}  # nothing imported before a lookup
-    assert target.R.names() == ["early", "late"]
-    assert "late" in target.R and target.R.get("late") is object
-    assert sys.modules["provider_ok"].COUNT == 1
+def test_providers_are_imported_once_on_first_lookup_and_failures_are_not_hidden():
+    from tests.helpers.registry_example import THINGS
+
+    assert "tests.helpers.registry_example_provider" not in sys.modules
+    assert THINGS._entries.keys() == {"early"}  # nothing imported before a lookup
+    assert THINGS.names() == ["early", "late"]
+    assert "late" in THINGS and THINGS.get("late") is object
+    assert sys.modules["tests.helpers.registry_example_provider"].IMPORTS == 1
 
     broken = Registry("thing", providers=("no_such_provider_module",))
     for _ in range(2):  # reported on every lookup, never an incomplete list
