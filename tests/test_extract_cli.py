@@ -55,7 +55,7 @@ def test_every_input_is_a_row_or_a_failure(extracted):
     assert not ids & set(failures)
 
 
-def test_rows_hold_what_the_media_had(extracted):
+def test_rows_hold_what_the_media_had(folder, extracted):
     out, _ = extracted
     with Store(out) as s:
         rows = {v.id: v for v in s.videos()}
@@ -66,8 +66,11 @@ def test_rows_hold_what_the_media_had(extracted):
     assert rows["short"].duration == pytest.approx(0.5, abs=0.05)  # padded, and the padding recorded
     assert rows["long"].duration == pytest.approx(25.0, abs=0.05)  # the source duration; features: first window
     assert vggish["plain"].shape == (10, 128)
-    # equal stems in two folders are two videos with different audio
+    # equal stems in two folders are two videos with different audio: each row holds its own file's features
     assert not np.array_equal(vggish["sub1/same"], vggish["sub2/same"])
+    for stem in ("sub1", "sub2"):
+        own = extract(str(folder / stem / "same.mp4"), ["vggish"], weights="random", profile="clean")["features/vggish"]
+        np.testing.assert_allclose(vggish[f"{stem}/same"], own, rtol=1e-5, atol=1e-7)
     assert rows["sub1/same"].source.endswith("sub1/same.mp4")
 
 

@@ -212,7 +212,10 @@ def test_parse_windows_use_the_extraction_code_path(parsed):
     assert decoded.window_start == 20.0 and decoded.padded_seconds == pytest.approx(5.0, abs=0.05)
     np.testing.assert_array_equal(arrays["features/vggish"], ref["features/vggish"])
     first, _ = _features_for_window(parser, str(parsed["video"]), 0.0)
-    assert not np.array_equal(first["features/vggish"], arrays["features/vggish"])  # the offset matters
+    assert not np.array_equal(first["features/vggish"], arrays["features/vggish"])  # the offset matters:
+    # window 0 is the file's first 10 s, what extraction at start=0 computes
+    first_ref = extract(str(parsed["video"]), ["vggish"], weights="random", start=0.0, device="cpu")
+    np.testing.assert_array_equal(first["features/vggish"], first_ref["features/vggish"])
     # parse_video's path: one probe, consecutive windows; its third window is the same window at 20 s
     from avvp.pipeline.core import decode_windows
     from avvp.pipeline.jobs import VideoJob
