@@ -162,6 +162,13 @@ def test_sloss_switches_change_the_loss():
         torch.manual_seed(1)
         _, p = m.loss(m(batch), batch, 1)
         assert not (gone & set(p)) and p["total"] != pytest.approx(parts["total"])
+        # the same forward (same seed, same weights): only the switched terms leave or change the total
+        kept = {"video", "seg_audio", "seg_visual", "label", "avss"} & set(p)
+        assert p["total"] == pytest.approx(sum(p[k] for k in kept), rel=1e-5)
+        reweighted = {"avss"} if "mu" in gone else set()  # uniform weighting: AVSS without mu changes
+        same = kept - reweighted
+        assert {k: p[k] for k in same} == pytest.approx({k: parts[k] for k in same}, rel=1e-5)
+        assert all(p[k] != pytest.approx(parts[k]) for k in reweighted & set(p))
     assert "mu" not in dict(build(replace(TINY, sloss=False)).named_parameters())
     # the store's EIoU target is used when asked for, and its absence is a clear error
     m = build(replace(TINY, avss_target="store")).train()
