@@ -27,16 +27,17 @@ sources (`llp_ground_truth` from the bundled CSVs, `store_ground_truth` for synt
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Mapping, Sequence
 
-import h5py
 import numpy as np
 
 from avvp.data import llp
 from avvp.data.classes import LLP_CLASSES, NUM_SEGMENTS
+from avvp.data.groundtruth import GroundTruth, annotated_ground_truth, split_video_ids, stored_ground_truth
 from avvp.data.predictions import MissingVideosError, Predictions, read_predictions
+from avvp.data.store import Store
 from avvp.registry import Registry
 
 THRESHOLD = 0.5  # official: `>= 0.5` for segment probabilities and for the video-level gate
@@ -431,14 +432,7 @@ def overlap_split(scores: VideoScores, overlapping: np.ndarray) -> dict[str, Met
 
 
 # ------------------------------------------------------------------------------ ground-truth sources
-@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
-class GroundTruth:
-    """Segment ground truth of the videos of one split: `audio`, `visual` (N, 10, K) uint8."""
-
-    ids: tuple[str, ...]
-    audio: np.ndarray
-    visual: np.ndarray
-    source: str
+# read by avvp.data.groundtruth (one reader for the metric, the calibration and the trainer)
 
 
 def llp_ground_truth(split: str = "test", annotations: str | tuple = "2024") -> GroundTruth:
@@ -446,30 +440,14 @@ def llp_ground_truth(split: str = "test", annotations: str | tuple = "2024") -> 
     if split not in llp.EVAL_SPLITS:
         raise ValueError(f"LLP split {split!r} has no segment annotations; use one of {llp.EVAL_SPLITS}")
     ann = llp.read_eval_annotations(annotations)
-    ids = llp.split_ids(split)
-    audio, visual = ann.ground_truth(ids)
-    return GroundTruth(ids, audio, visual, f"LLP {split} ({ann.version} annotations)")
+    return replace(annotated_ground_truth(llp.split_ids(split), ann), source=f"LLP {split} ({ann.version} annotations)")
 
 
 def store_ground_truth(store_path: str | os.PathLike, split: str) -> GroundTruth:
-    """GT of the videos of `split` from a store's /gt/{audio,visual} (synthetic data).
-
-    Plain h5py on purpose: this is the only place that reads the store here, so it can move to the
-    Store API without touching the metric.
-    """
-    with h5py.File(store_path, "r") as f:
-        for name in ("videos/id", "videos/split", "gt/audio", "gt/visual"):
-            if name not in f:
-                raise ValueError(f"store {store_path} has no /{name}; ground truth needs /gt/{{audio,visual}}")
-        ids = np.asarray(f["videos/id"].asstr()[()], dtype=object)
-        splits = np.asarray(f["videos/split"].asstr()[()], dtype=object)
-        rows = np.flatnonzero(splits == split)
-        if rows.size == 0:
-            known = sorted(set(splits.tolist()))
-            raise ValueError(f"store {store_path} has no video of split {split!r} (splits: {known})")
-        audio = f["gt/audio"][rows]
-        visual = f["gt/visual"][rows]
-    return GroundTruth(tuple(str(v) for v in ids[rows]), audio, visual, f"store {store_path} split {split}")
+    """GT of the videos of `split` from a store's /gt/{audio,visual} (synthetic data)."""
+    with Store(store_path) as store:
+        gt = stored_ground_truth(store, split_video_ids(store, split))
+    return replace(gt, source=f"store {store_path} split {split}")
 
 
 def load_ground_truth(

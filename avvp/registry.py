@@ -11,12 +11,19 @@
 Lookups of unknown names raise a KeyError that lists what exists, so a typo on the command line gives
 a useful message.
 
-A registry whose entries live in modules that import the registry's own module (the decoder backends)
-takes `load=`: a function that imports them, run once before the first lookup, so neither side has to
-import the other at module level.
+Entries registered in other modules than the registry's own are named by those modules, `providers`:
+
+    PRESETS = Registry("preset", providers=("avvp.train.presets",))
+
+A registry whose entries live in modules that import the registry's own module at load time (the decoder
+backends) may instead take `load=`, a function that imports them. Every lookup (`get`, `names`, `in`,
+iteration) first imports the providers and runs `load` (once, under a lock: a lookup from another thread
+waits for them), so whoever asks sees every entry, however the caller got to the registry; nobody imports
+a module for its side effect. A failed import is raised as it is and retried on the next lookup.
 """
 from __future__ import annotations
 
+import importlib
 import threading
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -24,19 +31,31 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, *, load: Callable[[], None] | None = None):
+    def __init__(self, kind: str, providers: tuple[str, ...] = (), *, load: Callable[[], None] | None = None):
         self.kind = kind
+        self.providers = tuple(providers)  # modules that register entries here, imported on first lookup
+        self._load = load
         self._entries: dict[str, T] = {}
-        self._load = load  # None once it has run
-        self._load_lock = threading.RLock()  # a lookup from another thread waits for the load to finish
+        self._done = not self.providers and load is None
+        self._lock = threading.RLock()
+        self._loading_thread: int | None = None
 
-    def _loaded(self) -> dict[str, T]:
-        if self._load is not None:
-            with self._load_lock:
+    def _provide(self) -> None:
+        if self._done:
+            return
+        with self._lock:
+            # a provider may look the registry up while it is imported: same thread, let it through
+            if self._done or self._loading_thread == threading.get_ident():
+                return
+            self._loading_thread = threading.get_ident()
+            try:
+                for module in self.providers:
+                    importlib.import_module(module)
                 if self._load is not None:
                     self._load()
-                    self._load = None
-        return self._entries
+                self._done = True
+            finally:
+                self._loading_thread = None
 
     def register(self, name: str) -> Callable[[T], T]:
         def add(obj: T) -> T:
@@ -48,17 +67,19 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        entries = self._loaded()  # outside the try: a KeyError raised while loading is not "unknown"
+        self._provide()  # outside the try: a KeyError raised while loading is not "unknown"
         try:
-            return entries[name]
+            return self._entries[name]
         except KeyError:
             raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
-        return sorted(self._loaded())
+        self._provide()
+        return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._loaded()
+        self._provide()
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-import media  # noqa: E402  (tests/media.py: clip generation and reference dumps)
+from tests.helpers import media  # noqa: E402
 from avvp.extract.decode import DECODERS, DecodeError, decode_video  # noqa: E402
 
 CORRECTNESS_CLIPS = {

@@ -7,7 +7,7 @@ Default: ~8 min on 2 cores (decode table for all five backbones; end to end vggi
 Ray on vggish+r2plus1d; memory 10 vs 100 clips). `--quick`: ~3 min. resnet152 and clip (ViT-L-14)
 cost ~25 s per video each on 2 CPU cores: ask for them with `--backbones`.
 
-Clips are synthetic, made with ffmpeg (tests/media.py): 10 s, 320x240, 25 fps h264 + stereo 44.1 kHz
+Clips are synthetic, made with ffmpeg (tests/helpers/media.py): 10 s, 320x240, 25 fps h264 + stereo 44.1 kHz
 AAC (pink noise), distinct files. Every number is a ratio OURS / REFERENCE measured in the same run:
 > 1 means our pipeline processes more clips per second. The reference pipeline is what the AVVP/VALOR
 scripts do, one video at a time: `ffmpeg -i v -r 8 dir/%06d.jpg`, indices `round(linspace(0, N-1, 80))`,
@@ -66,7 +66,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 ALL_BACKBONES = ("resnet152", "r2plus1d", "clip", "vggish", "clap")
@@ -79,7 +78,7 @@ DEVICE = "cpu"  # the device of every backbone object; benchmarks/gpu_extract.py
 
 # ------------------------------------------------------------------------------------------ media
 def make_clips(workdir: Path, n: int, size: tuple[int, int]) -> list[Path]:
-    import media  # tests/media.py
+    from tests.helpers import media
 
     patterns = ("testsrc2", "testsrc")
     return [media.make_clip(workdir / f"clip{i:03d}.mp4", seconds=10, fps=25, size=size, channels=2,
@@ -526,13 +525,13 @@ def rss_child(executor: str, clipdir: str, n: int, names: str, batch: int, threa
 
     torch.set_num_threads(threads)
     from avvp.pipeline.core import ExtractionConfig
-    from avvp.pipeline.executors import ExecutorOptions, load_executors
+    from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 
     clips = sorted(Path(clipdir).glob("*.mp4"))[:n]
     cfg = ExtractionConfig(backbones=tuple(names.split(",")), weights="random", device="cpu", batch_videos=batch)
     out = tempfile.mktemp(suffix=".h5", dir=clipdir)
     t0 = time.perf_counter()
-    summary = load_executors().get(executor)(jobs_for(clips), cfg, out,
+    summary = EXECUTORS.get(executor)(jobs_for(clips), cfg, out,
                                               ExecutorOptions(num_workers=1, progress=False))
     seconds = time.perf_counter() - t0
     if executor == "ray":
@@ -572,7 +571,7 @@ def measure_rss(executor: str, clipdir: Path, n: int, names, batch: int, threads
 
 
 def bench_rss(workdir: Path, counts, names, executors, batch, threads) -> dict:
-    import media
+    from tests.helpers import media
 
     clipdir = workdir / "rss_clips"
     clipdir.mkdir()

@@ -41,7 +41,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
@@ -52,7 +51,7 @@ LLP_CLIPS = 11849
 
 
 def make_clips(workdir: Path, n: int, size: tuple[int, int], workers: int) -> list[Path]:
-    import media  # tests/media.py
+    from tests.helpers import media
 
     patterns = ("testsrc2", "testsrc", "mandelbrot", "smptebars")
 

@@ -4,7 +4,7 @@
 
 PyAV (`pip install av`; not a project dependency: this script says so and stops when it is missing)
 bundles its own FFmpeg libraries, which need not be the system ffmpeg that `avvp.extract.decode` runs.
-On the same generated clips (10 s h264 + stereo 44.1 kHz AAC, tests/media.py) it measures:
+On the same generated clips (10 s h264 + stereo 44.1 kHz AAC, tests/helpers/media.py) it measures:
 
 1. frames: `decode_video(video=True, audio_rates=())` (ffmpeg `-r 8` rawvideo rgb24 pipe) vs PyAV
    decoding every frame in-process and converting the frames whose source pts equal our `frame_times`
@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 
@@ -118,7 +117,7 @@ def main() -> None:
     except ImportError:
         print("PyAV is not installed (pip install av): nothing to measure")
         return
-    import media
+    from tests.helpers import media
 
     from avvp.extract.decode import decode_video
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/profiles.py [--repeats 3] [--json OUT]
 
-Clips (synthetic, made with ffmpeg by tests/media.py, 320x240 testsrc2 + pink noise): 29.97 fps +
+Clips (synthetic, made with ffmpeg by tests/helpers/media.py, 320x240 testsrc2 + pink noise): 29.97 fps +
 48 kHz stereo AAC, 25 fps + 44.1 kHz mono AAC, 24 fps 9.7 s, VFR, VP9/Vorbis webm.
 
 1. Per backbone and clip: max |clean - reference| and mean |clean - reference| of `network_inputs`
@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-import media  # noqa: E402
+from tests.helpers import media  # noqa: E402
 
 from avvp.extract import network_inputs  # noqa: E402
 from avvp.extract.decode import decode_video  # noqa: E402

@@ -5,7 +5,7 @@ With RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 every Ray address (node IP, GCS, raylet
 variable is the multi-node switch). With the variable at 1, Linux Ray rewrites 127.0.0.1 into the machine's
 network address. This entry point runs Ray's own CLI with only that guard lifted in the CLI process: node IP
 resolution, and every process the node starts, keep loopback-only mode. Used by docker/compose.host.yaml
-and tests/raycluster.py; a real cluster (docker/compose.yaml) uses plain `ray start`.
+and tests/helpers/raycluster.py; a real cluster (docker/compose.yaml) uses plain `ray start`.
 """
 import sys
 import types

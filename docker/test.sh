@@ -38,8 +38,8 @@ size_mb=$(( $(docker image inspect -f '{{.Size}}' "$tag") / 1000000 ))
 # clips (made with the test suite's generator) and the local reference run
 mkdir -p "$work/videos" "$work/out" "$work/weights"
 "$py" -c "
-import sys; sys.path.insert(0, 'tests')
-from media import make_clip
+import sys; sys.path.insert(0, '.')
+from tests.helpers.media import make_clip
 for i, s in enumerate((10, 10, 10)):  # 10 s: the default reference profile rejects shorter clips
     make_clip('$work/videos/clip%d.mp4' % i, seconds=s, audio=i != 2, size=(64, 48))"
 chmod -R a+rwX "$work"

@@ -133,7 +133,9 @@ def test_vggish_loads_both_published_layouts(vggish_files, vggish_random, layout
         expected = vggish_files.net(examples).numpy()
     np.testing.assert_array_equal(feats, expected)  # the saved weights, bit for bit
     random_feats = vggish_random.extract_batch([video])[0]["features/vggish"]
-    assert not np.allclose(feats, random_feats)
+    assert random_feats.shape == feats.shape
+    # the loaded weights reach every segment: no 1 s embedding of the random network equals the loaded one's
+    assert not np.isclose(feats, random_feats).all(axis=-1).any()
 
 
 def test_vggish_key_mapping_function():

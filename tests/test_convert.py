@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import reference_nets as ref
+from tests.helpers import reference_nets as ref
 from avvp.models import build_model
 from avvp.models.base import Batch
 from avvp.train.config import preset

@@ -1,7 +1,7 @@
 """Decoding: frame sets against the reference `ffmpeg -r 8` dumps, windows, audio, bad input.
 
 Expected values are computed independently of avvp: reference PNG/JPEG dumps written by the ffmpeg
-binary (tests/media.py), every source frame decoded without rate conversion, spectra of the
+binary (tests/helpers/media.py), every source frame decoded without rate conversion, spectra of the
 synthetic sines, and librosa.load for the VALOR audio path.
 
 These tests pin the `clean` profile (raw frames, exact window cuts, the time rule); the default
@@ -14,7 +14,7 @@ import functools
 import numpy as np
 import pytest
 
-import media
+from tests.helpers import media
 from avvp.extract.decode import (
     DECODERS,
     DEFAULT_DECODER,

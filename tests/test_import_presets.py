@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-import reference_nets as ref
+from tests.helpers import reference_nets as ref
 from avvp.cli.convert_checkpoint import main as convert_main
 from avvp.cli.import_feats import main as import_main
 from avvp.cli.train import main as train_main

@@ -191,7 +191,9 @@ def test_blocks_flag_changes_parameters_and_outputs():
     assert counts[1] < counts[2] < counts[4]
     batch = make_batch()
     one, two = build(blocks=1).eval(), build(blocks=2).eval()
-    assert not torch.allclose(one(batch).audio_seg, two(batch).audio_seg)
+    a, b = one(batch).audio_seg, two(batch).audio_seg
+    assert not torch.allclose(a, b)
+    assert (~torch.isclose(a, b)).flatten(1).any(dim=1).all()  # a second block changes every video's segments
 
 
 def test_avss_flag_changes_loss():
@@ -218,9 +220,14 @@ def test_label_source_reads_batch_text():
     batch = make_batch()
     clip, clap = build(label_source="clip").eval(), build(label_source="clap").eval()
     assert clip.labels.fc_l.in_features == 12 and clap.labels.fc_l.in_features == 10
-    out1 = clip(batch).audio_seg
+    out1, clap_out1 = clip(batch).audio_seg, clap(batch).audio_seg
     batch.text = {**batch.text, "clip": batch.text["clip"] * 2.0}
-    assert not torch.allclose(out1, clip(batch).audio_seg)
+    out2 = clip(batch).audio_seg
+    assert not torch.allclose(out1, out2)
+    # the label text feeds every class of every video (a label token per class) ...
+    assert (~torch.isclose(out1, out2)).any(dim=1).all()
+    # ... and only the model that reads /text/clip: the clap-labelled model ignores it
+    torch.testing.assert_close(clap(batch).audio_seg, clap_out1, rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"/text/clip.*label_source=glove"):
         LeapModel({**TINY, "label_source": "clip"}, InputDims(audio=(10, 12), visual=(80, 16), motion=(10, 8)))
     with pytest.raises(ValueError, match="label_source"):

@@ -142,7 +142,9 @@ def test_shapes_and_probabilities():
 def test_architecture_switches_change_outputs(change):
     batch = make_batch()
     full, ablated = build(TINY).eval(), build(replace(TINY, **change)).eval()
-    assert not torch.allclose(full(batch).audio_seg, ablated(batch).audio_seg)
+    a, b = full(batch).audio_seg, ablated(batch).audio_seg
+    assert not torch.allclose(a, b)
+    assert (~torch.isclose(a, b)).flatten(1).any(dim=1).all()  # the switch changes every video's segments
 
 
 def test_sloss_switches_change_the_loss():
@@ -160,6 +162,13 @@ def test_sloss_switches_change_the_loss():
         torch.manual_seed(1)
         _, p = m.loss(m(batch), batch, 1)
         assert not (gone & set(p)) and p["total"] != pytest.approx(parts["total"])
+        # the same forward (same seed, same weights): only the switched terms leave or change the total
+        kept = {"video", "seg_audio", "seg_visual", "label", "avss"} & set(p)
+        assert p["total"] == pytest.approx(sum(p[k] for k in kept), rel=1e-5)
+        reweighted = {"avss"} if "mu" in gone else set()  # uniform weighting: AVSS without mu changes
+        same = kept - reweighted
+        assert {k: p[k] for k in same} == pytest.approx({k: parts[k] for k in same}, rel=1e-5)
+        assert all(p[k] != pytest.approx(parts[k]) for k in reweighted & set(p))
     assert "mu" not in dict(build(replace(TINY, sloss=False)).named_parameters())
     # the store's EIoU target is used when asked for, and its absence is a clear error
     m = build(replace(TINY, avss_target="store")).train()
@@ -353,8 +362,10 @@ def test_plsim_from_stored_pseudo_labels_and_packaged_glove_rows():
     batch.stored_pseudo_audio, batch.stored_pseudo_visual = batch.pseudo_audio, batch.pseudo_visual
     out = model(batch)
     torch.testing.assert_close(model.plsim_glove, package_glove_embeddings())
-    batch.stored_pseudo_audio = torch.zeros_like(batch.pseudo_audio)  # the labels reach the features
-    assert not torch.allclose(out.audio_seg, model(batch).audio_seg)
+    batch.stored_pseudo_audio = batch.pseudo_audio.clone()
+    batch.stored_pseudo_audio[0] = 0  # the labels reach the features: of their own video only
+    changed = (~torch.isclose(out.audio_seg, model(batch).audio_seg)).flatten(1).any(dim=1)
+    assert changed[0] and not changed[1:].any()
     cfg = PRESETS.get("link-release")()
     assert cfg.model.options == {"plsim_labels": "stored", "plsim_text": "glove"} and cfg.data.labels == "pseudo"
     with pytest.raises(ValueError, match="plsim_text=glove"):

@@ -130,12 +130,21 @@ def test_ec_loss_value_hand_checked():
 def test_losses_present_and_switchable():
     batch = make_batch()
     model = build(TINY).train()
+    torch.manual_seed(1)
     _, parts = model.loss(model(batch), batch, 1)
     assert {"video", "seg_audio", "seg_visual", "rec", "ort", "ec", "total"} <= set(parts)
-    for flag, part in (("rec_loss", "rec"), ("ort_loss", "ort"), ("ec_loss", "ec"), ("basic_loss", "video")):
+    basic = parts["video"] + parts["seg_audio"] + parts["seg_visual"]
+    for flag, part, weighted in (("rec_loss", "rec", TINY.rec_weight * parts["rec"]),
+                                 ("ort_loss", "ort", TINY.ort_weight * parts["ort"]),
+                                 ("ec_loss", "ec", TINY.ec_weight * parts["ec"]), ("basic_loss", "video", basic)):
         m = build(replace(TINY, **{flag: False})).train()
+        torch.manual_seed(1)  # same dropout: the forward is the same, only the loss term goes
         _, p = m.loss(m(batch), batch, 1)
         assert part not in p and p["total"] != pytest.approx(parts["total"])
+        # the switch removes exactly its own (weighted) term from the total, and nothing else
+        assert p["total"] == pytest.approx(parts["total"] - weighted, rel=1e-5)
+        assert {k: v for k, v in p.items() if k != "total"} == pytest.approx(
+            {k: v for k, v in parts.items() if k in p and k != "total"}, rel=1e-5)
     # paper weighting of the reconstruction term changes the total by exactly 0.5 * rec
     m = build(replace(TINY, rec_weight=1.0)).train()
     torch.manual_seed(1)
@@ -165,7 +174,9 @@ def test_ablation_switches_change_the_computation(change):
     ablated = build(replace(TINY, **change)).eval()
     # same seed: parameters that exist in both start equal, so any output change comes from the switch
     shared = set(full.state_dict()) & set(ablated.state_dict())
-    assert not torch.allclose(full(batch).audio_seg, ablated(batch).audio_seg)
+    a, b = full(batch).audio_seg, ablated(batch).audio_seg
+    assert not torch.allclose(a, b)
+    assert (~torch.isclose(a, b)).flatten(1).any(dim=1).all()  # the switch changes every video's segments
     if change.get("decoupling"):
         assert sum(p.numel() for p in ablated.parameters()) < sum(p.numel() for p in full.parameters())
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,7 @@ from avvp.parse.figure import FigureStyle, draw_figure, figure_size
 from avvp.parse.html import render_html, write_html
 from avvp.parse.timeline import Timeline, TimelineConfig, WindowPrediction, build_timeline
 
-sys.path.insert(0, str(Path(__file__).parent))
-from media import make_clip  # noqa: E402
+from tests.helpers.media import make_clip
 
 CLASSES = ["Speech", "Dog", "Car"]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -203,7 +201,7 @@ def test_parse_long_video_covers_the_whole_duration(parsed):
 def test_parse_windows_use_the_extraction_code_path(parsed):
     """A later window's features equal what avvp-extract's API gives for the window at 20 s (vggish only,
     which is cheap; the parser's other backbones go through the same call)."""
-    from avvp.extract.api import extract
+    from avvp.pipeline import extract
     from avvp.parse.run import Parser, _features_for_window
     from avvp.pipeline.core import ExtractionConfig, load_backbones
 
@@ -215,7 +213,10 @@ def test_parse_windows_use_the_extraction_code_path(parsed):
     assert decoded.window_start == 20.0 and decoded.padded_seconds == pytest.approx(5.0, abs=0.05)
     np.testing.assert_array_equal(arrays["features/vggish"], ref["features/vggish"])
     first, _ = _features_for_window(parser, str(parsed["video"]), 0.0)
-    assert not np.array_equal(first["features/vggish"], arrays["features/vggish"])  # the offset matters
+    assert not np.array_equal(first["features/vggish"], arrays["features/vggish"])  # the offset matters:
+    # window 0 is the file's first 10 s, what extraction at start=0 computes
+    first_ref = extract(str(parsed["video"]), ["vggish"], weights="random", start=0.0, device="cpu")
+    np.testing.assert_array_equal(first["features/vggish"], first_ref["features/vggish"])
     # parse_video's path: one probe, consecutive windows; its third window is the same window at 20 s
     from avvp.pipeline.core import decode_windows
     from avvp.pipeline.jobs import VideoJob

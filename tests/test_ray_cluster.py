@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from media import make_clip  # noqa: E402
-from raycluster import BIN, ROOT, RayNode  # noqa: E402
+from tests.helpers.media import make_clip
+from tests.helpers.raycluster import BIN, ROOT, RayNode
 
 from avvp.data.store import Store  # noqa: E402
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -12,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from media import make_clip  # noqa: E402
+from tests.helpers.media import make_clip
 
 from avvp.data.store import Store  # noqa: E402
 from avvp.pipeline.core import ExtractionConfig  # noqa: E402

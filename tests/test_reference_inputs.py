@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import pytest
 
-import media
+from tests.helpers import media
 
 os.environ.setdefault("FFMPEG_BINARY", "ffmpeg")  # moviepy: the system ffmpeg, not imageio's download
 

@@ -13,8 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from media import make_clip  # noqa: E402
+from tests.helpers.media import make_clip
 
 from avvp.cli.extract import main  # noqa: E402
 from avvp.data.store import Store, StoreError, StoreWriter, VideoRecord, recover_journal  # noqa: E402

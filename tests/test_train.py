@@ -336,3 +336,31 @@ def test_unknown_or_missing_logger_fails_before_data_is_read(tmp_path, monkeypat
     cfg.train.logger = "tensorboard"
     with pytest.raises(ValueError, match="needs the tensorboard package"):
         cfg.validate()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "han", "--set", "model.options.bogus=1"], "unknown HANOptions option(s) ['bogus']"),
+    (["--preset", "han", "--model", "nosuch"], "unknown model 'nosuch'"),
+    (["--preset", "nosuch"], "unknown preset 'nosuch'"),
+    (["--preset", "valor", "--set", "model.options.loss=nosuch"], "unknown MMIL loss 'nosuch'"),
+    (["--preset", "cvcms", "--set", "model.options.co_occurrence=nosuch"], "unknown co-occurrence mode 'nosuch'"),
+    (["--preset", "mmcse", "--set", "model.options.ort_visual=nosuch"], "ort_visual must be one of"),
+])
+def test_cli_rejects_bad_model_settings_before_reading_data(tmp_path, capsys, argv, message):
+    """A typo in the model, its options or the preset is reported first: the store does not even exist."""
+    missing_store, out = tmp_path / "no_such_store.h5", tmp_path / "run"
+    assert train_main(argv + ["--data", str(missing_store), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "does not exist" not in err
+    assert not out.exists() and not missing_store.exists()
+    # the same settings without the typo reach the data (and fail there): the check above came first
+    assert train_main(["--preset", "han", "--data", str(missing_store), "--out", str(out), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_label_kinds_are_the_registry(capsys):
+    from avvp.cli.train import build_parser
+    from avvp.train.labels import LABEL_KINDS
+
+    labels = next(a for a in build_parser()._actions if a.dest == "labels")
+    assert list(labels.choices) == LABEL_KINDS.names() == ["pseudo", "refined", "weak"]

@@ -34,9 +34,10 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   # shellcheck disable=SC2086
   "${pip[@]}" ${AVVP_TORCH:-torch==2.13.0}
 fi
-# AVVP_INSTALL: what to install of the project (default: editable with the dev extras, for tests);
-# the Docker images install it non-editable with the cluster extra: AVVP_INSTALL="$here[cluster]"
+# AVVP_INSTALL: what to install of the project (default: editable with every extra and the dev tools, for
+# tests); the Docker images install it non-editable with the cluster extra (which includes every command's
+# extra): AVVP_INSTALL="$here[cluster]"
 # shellcheck disable=SC2086
-"${pip[@]}" -c "$here/constraints.txt" ${AVVP_INSTALL:--e $here[dev]}
+"${pip[@]}" -c "$here/constraints.txt" ${AVVP_INSTALL:--e $here[all,dev]}
 bash "$here/tools/install_torch_cuda_stub.sh" "$venv"
 "$venv/bin/python" -c "import torchvision, h5py, ray; print('setup_env: ok, torchvision', torchvision.__version__)"

@@ -10,17 +10,17 @@ import sys
 from pathlib import Path
 
 from avvp._env import apply_defaults
+from avvp.cli import reports_missing_extras
 from avvp.cli.backbone_options import add_backbone_option_args, backbone_options_from_args
 from avvp.extract.backbones import BACKBONES, WeightsUnavailable
 from avvp.extract.backbones.weights import PRECISIONS, WEIGHT_MODES
 from avvp.extract.decode import PROFILES
 from avvp.pipeline.core import ExtractionConfig, announce_random
-from avvp.pipeline.executors import ExecutorOptions, load_executors
+from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 from avvp.pipeline.jobs import discover_llp, scan_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
-    executors = load_executors()
     p = argparse.ArgumentParser(prog="avvp-extract", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", type=Path, required=True, help="folder of video files (searched recursively)")
     p.add_argument("--csv", type=Path, help="LLP CSV (filename, event_labels): ids, splits and weak labels come from it")
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=[m for m in WEIGHT_MODES if m != "none"], default="pretrained",
                    help="'random' runs the architectures with random weights (recorded, announced)")
     p.add_argument("--weights-dir", type=Path, help="folder with offline weight files (names in docs/backbones.md)")
-    p.add_argument("--executor", choices=executors.names(), default="ray")
+    p.add_argument("--executor", choices=EXECUTORS.names(), default="ray")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
@@ -81,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
     )
 
 
+@reports_missing_extras
 def main(argv: list[str] | None = None) -> int:
     apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     parser = build_parser()
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avvp-extract: {err}", file=sys.stderr)
         return 2
     if args.dump_inputs is not None:
-        from avvp.extract.api import dump_network_inputs
+        from avvp.pipeline.api import dump_network_inputs
 
         written, failed = dump_network_inputs(jobs, cfg, args.dump_inputs)
         for vid, message in failed:
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
         progress=not args.no_progress,
     )
-    executor = load_executors().get(args.executor)
+    executor = EXECUTORS.get(args.executor)
     try:
         summary = executor(jobs, cfg, str(args.out), options)
     except WeightsUnavailable as err:

@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Sequence
 
 from avvp._env import apply_defaults
+from avvp.cli import reports_missing_extras
+from avvp.cli.backbone_options import add_backbone_option_args
+from avvp.extract.backbones.weights import PRECISIONS, WEIGHT_MODES
+from avvp.extract.decode import PROFILES
 from avvp.metrics import GATES
 
 EXIT_OK, EXIT_START, EXIT_SOME_FAILED = 0, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from avvp.cli.backbone_options import add_backbone_option_args
-    from avvp.extract.backbones.weights import PRECISIONS, WEIGHT_MODES
-    from avvp.extract.decode import PROFILES
-
     p = argparse.ArgumentParser(prog="avvp-parse", description=__doc__.split("\n\n")[0])
     p.add_argument("videos", nargs="+", type=Path, help="video files (any length, any container ffmpeg reads)")
     p.add_argument("--checkpoint", required=True, type=Path, help="best.pt of an avvp-train run")
@@ -73,6 +73,7 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+@reports_missing_extras
 def main(argv: Sequence[str] | None = None) -> int:
     apply_defaults()  # offline hub, loopback-only Ray: before any heavy import
     args = build_parser().parse_args(argv)

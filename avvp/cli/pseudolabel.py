@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 from avvp._env import apply_defaults
+from avvp.data.llp import EVAL_ANNOTATIONS
 from avvp.data.store import StoreError
-from avvp.pseudolabels.calibrate import CalibrationConfig
+from avvp.pseudolabels.calibrate import CALIBRATION_SPLITS, CalibrationConfig
 from avvp.pseudolabels.eiou import EIOU_DEFINITIONS
 from avvp.pseudolabels.run import DEFAULT_EIOU, PseudoLabelRunConfig, run_pseudolabels
 from avvp.pseudolabels.valor import PseudoLabelError
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="the HDF5 store")
     p.add_argument("--eiou", choices=EIOU_DEFINITIONS.names(), default=DEFAULT_EIOU,
                    help=f"EIoU definition written to /pseudo/eiou (default {DEFAULT_EIOU})")
-    p.add_argument("--calibrate", dest="calibrate_split", choices=("val",),
+    p.add_argument("--calibrate", dest="calibrate_split", choices=CALIBRATION_SPLITS,
                    help="search per-class thresholds on this split's labels and report the gain on val and test")
     p.add_argument("--write-thresholds", action="store_true",
                    help="write the calibrated thresholds into the pseudo-labels and <store>.valor_thresholds.json")
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clap-thresholds", help="audio thresholds: a .json/.txt file of 25 numbers or a comma list")
     p.add_argument("--report", action="store_true", help="official metric of the pseudo-labels on val and test")
     p.add_argument("--report-dir", type=Path, help="where the PNG charts go (default: next to the store)")
-    p.add_argument("--annotations", choices=("2024", "2020"), default="2024",
+    p.add_argument("--annotations", choices=list(EVAL_ANNOTATIONS), default="2024",
                    help="LLP eval annotations when the store has no /gt arrays")
     p.add_argument("--min-weak-videos", type=int, default=CalibrationConfig().min_weak_videos,
                    help="calibration keeps the threshold of classes carried by fewer val videos")

@@ -20,8 +20,8 @@ import sys
 from typing import Sequence
 
 from avvp._env import apply_defaults
-import avvp.train.presets  # noqa: F401  (registers every paper preset)
 from avvp.train.config import PRESETS, ExperimentConfig, apply_override, preset
+from avvp.train.labels import LABEL_KINDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", help="avvp checkpoint whose weights initialise the model (fine-tuning)")
     p.add_argument("--audio", help="audio feature name (/features/<name>)")
     p.add_argument("--visual", help="visual[,motion] feature names, e.g. clip,r2plus1d or resnet152,none")
-    p.add_argument("--labels", choices=("weak", "pseudo", "refined"))
+    p.add_argument("--labels", choices=LABEL_KINDS.names())
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)

@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -676,12 +676,3 @@ def _merge_into(dst: h5py.File, src: h5py.File) -> None:
         ds.resize((len(kept),))
         if kept:
             ds[...] = np.array([row[col] for row in kept], dtype=object)
-
-
-@contextlib.contextmanager
-def open_store(path: str | os.PathLike) -> Iterator[Store]:
-    store = Store(path)
-    try:
-        yield store
-    finally:
-        store.close()

@@ -34,7 +34,7 @@ import numpy as np
 from avvp.data.classes import LLP_CLASSES, NUM_SEGMENTS
 from avvp.data.layouts import SEGMENTS, FeatureSpec
 from avvp.data.store import StoreWriter, VideoRecord
-from avvp.pseudolabels.valor import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS
+from avvp.data.valor_thresholds import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS
 
 
 @dataclass(frozen=True)

@@ -146,4 +146,4 @@ class ParsingModel(nn.Module, abc.ABC):
         """The method's training loss and its named parts (for metrics.jsonl). `epoch` counts from 1."""
 
 
-MODELS: Registry[type[ParsingModel]] = Registry("model")
+MODELS: Registry[type[ParsingModel]] = Registry("model", providers=("avvp.models",))

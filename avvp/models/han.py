@@ -22,7 +22,7 @@ from avvp.models.blocks import HANEncoder, HANEncoderOptions, InputProjection, M
 from avvp.registry import Registry
 
 LossFn = Callable[["MMILParsingModel", ModelOutput, Batch, int], tuple[torch.Tensor, dict[str, float]]]
-MMIL_LOSSES: Registry[LossFn] = Registry("MMIL loss")
+MMIL_LOSSES: Registry[LossFn] = Registry("MMIL loss", providers=("avvp.models.ma",))
 
 
 def visual_smoothing_target(weak: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -37,6 +37,12 @@ def require(batch_value: torch.Tensor | None, what: str) -> torch.Tensor:
             "on the store first and train with --labels pseudo"
         )
     return batch_value
+
+
+def check_loss(name: str) -> None:
+    """Options hold the loss by name: an unknown one fails when the options are built, before any data."""
+    if name not in MMIL_LOSSES:
+        raise ValueError(f"unknown MMIL loss {name!r}; known: {', '.join(MMIL_LOSSES.names())}")
 
 
 @MMIL_LOSSES.register("han")
@@ -100,6 +106,9 @@ class HANOptions(HANEncoderOptions):
 
     loss: str = "han"
     visual_smoothing: float = 0.9  # Pv = 0.9y + 0.05 (used by the "han" loss)
+
+    def __post_init__(self) -> None:
+        check_loss(self.loss)
 
 
 @MODELS.register("han")

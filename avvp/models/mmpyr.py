@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avvp.models.base import MODELS, InputDims
-from avvp.models.han import MMILParsingModel
+from avvp.models.han import MMILParsingModel, check_loss
 
 
 class BandedMultiHeadAttention(nn.Module):
@@ -176,6 +176,9 @@ class MMPyramidOptions(MMPyramidEncoderOptions):
     # True (reference): the visual stream feeds index 0 (a_prob, audio segments), as the official AVVPNet
     # stacks [v_o, a_o]; False: audio predictions from the audio stream (the paper's description)
     reference_output_order: bool = True
+
+    def __post_init__(self) -> None:
+        check_loss(self.loss)
 
 
 @MODELS.register("mmpyr")

@@ -17,9 +17,11 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from avvp._extras import require_extra
 from avvp.data.classes import LLP_CLASSES
 from avvp.data.store import Store, StoreWriter, VideoRecord
 from avvp.extract.backbones import BACKBONES, Backbone, BackboneConfig
+from avvp.extract.inputs import check_profile, streams_for
 from avvp.pipeline.jobs import VideoJob
 
 
@@ -44,13 +46,7 @@ class ExtractionConfig:
     flush_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        from avvp.extract.decode import PROFILES
-
-        if self.profile not in PROFILES:
-            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
-        if self.profile == "reference" and self.decoder not in (None, "ffmpeg"):
-            raise ValueError(f"the reference profile needs the ffmpeg decoder (got decoder={self.decoder!r}); "
-                             "use profile='clean' for other decoders")
+        check_profile(self.profile, self.decoder)
 
     def options_for(self, name: str) -> tuple[tuple[str, Any], ...]:
         return dict(self.backbone_options).get(name, ())
@@ -88,16 +84,8 @@ class VideoResult:
 
 
 def load_backbones(cfg: ExtractionConfig) -> list[Backbone]:
+    require_extra("extract", "feature extraction")
     return [BACKBONES.get(name)(cfg.backbone_config(name)) for name in cfg.backbones]
-
-
-def streams_for(backbone_names: Iterable[str]) -> tuple[bool, tuple[int, ...]]:
-    """(decode video?, audio rates) that the named backbones read: a vggish-only run never decodes frames
-    (measured: decode+preprocess 1.6x faster for vggish, benchmarks/extract.py)."""
-    classes = [BACKBONES.get(name) for name in backbone_names]
-    rates = tuple(rate for rate, flag in ((16000, "needs_audio_16k"), (48000, "needs_audio_48k"))
-                  if any(getattr(c, flag) for c in classes))
-    return any(c.needs_frames for c in classes), rates
 
 
 def decode_job(job: VideoJob, cfg: ExtractionConfig, needs: Iterable[str] | None = None, *, all_streams: bool = False):

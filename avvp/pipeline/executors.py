@@ -2,7 +2,7 @@
 
 An executor is a callable `(jobs, cfg, out, options) -> RunSummary`; `options` holds the scheduling
 knobs of the command line (address, workers, GPUs per worker, progress). Adding one is a module and a
-`@EXECUTORS.register(name)` line, imported in `load_executors()`.
+`@EXECUTORS.register(name)` line, plus the module in the registry's `providers` (imported on first lookup).
 """
 from __future__ import annotations
 
@@ -26,16 +26,9 @@ class ExecutorOptions:
 
 
 Executor = Callable[[Sequence[VideoJob], ExtractionConfig, str, ExecutorOptions], RunSummary]
-EXECUTORS: Registry[Executor] = Registry("executor")
+EXECUTORS: Registry[Executor] = Registry("executor", providers=("avvp.pipeline.ray_executor",))
 
 
 @EXECUTORS.register("local")
 def _local(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: ExecutorOptions) -> RunSummary:
     return run_local(jobs, cfg, out, progress=options.progress)
-
-
-def load_executors() -> Registry[Executor]:
-    """Import the executors that register themselves in their own module (Ray)."""
-    import avvp.pipeline.ray_executor  # noqa: F401  (a module of this package: always present)
-
-    return EXECUTORS

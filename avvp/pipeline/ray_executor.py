@@ -35,6 +35,7 @@ from avvp.pipeline.core import (
     ExtractionConfig, StageFailure, VideoResult, dataset_arrays, decode_job, load_backbones, missing_backbones,
     open_sink, run_backbones,
 )
+from avvp._extras import require_extra
 from avvp.data.store import recover_journal
 from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 from avvp.pipeline.jobs import VideoJob
@@ -124,6 +125,7 @@ def init_ray(options: ExecutorOptions):
 
 
 def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: ExecutorOptions) -> RunSummary:
+    require_extra(("extract", "ray"), "the Ray executor", " (or --executor local)")
     ray = init_ray(options)
     t_start = time.perf_counter()
     resources = ray.cluster_resources()

@@ -26,7 +26,13 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from avvp.data.classes import LLP_CLASSES
+from avvp.data.groundtruth import (
+    GroundTruthError,
+    annotated_ground_truth,
+    has_stored_ground_truth,
+    split_video_ids,
+    stored_ground_truth,
+)
 from avvp.data.store import Store
 from avvp.pseudolabels.valor import (
     MODALITIES,
@@ -36,6 +42,10 @@ from avvp.pseudolabels.valor import (
     read_teacher_inputs,
     valor_rule,
 )
+
+
+# calibrating on any other split than val would tune the thresholds on the labels they are reported on
+CALIBRATION_SPLITS = ("val",)
 
 
 # ------------------------------------------------------------------------------------------ ground truth
@@ -59,11 +69,11 @@ class GroundTruthSource(Protocol):
     def load(self, split: str) -> SplitGroundTruth: ...
 
 
-def _split_rows(store: Store, split: str) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.flatnonzero(store.video_field("split") == split) if len(store) else np.array([], np.int64)
-    if not len(rows):
-        raise PseudoLabelError(f"{store.path} has no video of split {split!r}")
-    return rows, store.ids[rows]
+def _split_ids(store: Store, split: str) -> np.ndarray:
+    try:
+        return split_video_ids(store, split)
+    except GroundTruthError as err:
+        raise PseudoLabelError(str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -78,13 +88,12 @@ class StoreGroundTruth:
 
     def load(self, split: str) -> SplitGroundTruth:
         with Store(self.store_path) as store:
-            rows, ids = _split_rows(store, split)
-            missing = [str(v) for v, a, b in zip(ids, store.mask("gt/audio")[rows], store.mask("gt/visual")[rows])
-                       if not (a and b)]
-            if missing:
-                raise PseudoLabelError(f"{len(missing)} {split} videos have no /gt row: {missing[:10]}")
-            return SplitGroundTruth(split, ids, store.read("gt/audio", ids), store.read("gt/visual", ids),
-                                    self.description)
+            ids = _split_ids(store, split)
+            try:
+                gt = stored_ground_truth(store, ids)
+            except GroundTruthError as err:
+                raise PseudoLabelError(f"{split}: {err}") from None
+        return SplitGroundTruth(split, ids, gt.audio, gt.visual, self.description)
 
 
 @dataclass(frozen=True)
@@ -101,35 +110,20 @@ class LLPGroundTruth:
         return f"LLP eval annotations {self.version}"
 
     def load(self, split: str) -> SplitGroundTruth:
-        from avvp.data import llp
-
-        annotations = llp.read_eval_annotations(self.version)
         with Store(self.store_path) as store:
-            _, ids = _split_rows(store, split)
+            ids = _split_ids(store, split)
             classes = store.classes
-        known = set(annotations.ids)
-        by_ytid = None
-        names = []
-        for vid in map(str, ids):
-            if vid not in known and len(vid) == 11:
-                by_ytid = by_ytid or llp.ytid_to_filename("full")
-                vid = by_ytid.get(vid, vid)
-            names.append(vid)
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise PseudoLabelError(
-                f"{len(unknown)} {split} videos of {self.store_path} have no LLP eval annotations "
-                f"(ids must be LLP filenames): {unknown[:10]}"
-            )
-        audio, visual = annotations.ground_truth(names)
-        order = [LLP_CLASSES.index(c) for c in classes]  # LLP GT is in LLP order; follow the store's
-        return SplitGroundTruth(split, ids, audio[..., order], visual[..., order], self.description)
+        try:
+            gt = annotated_ground_truth(ids, self.version, classes)
+        except GroundTruthError as err:
+            raise PseudoLabelError(f"{split} videos of {self.store_path}: {err}") from None
+        return SplitGroundTruth(split, ids, gt.audio, gt.visual, self.description)
 
 
 def ground_truth_source(store_path: str | Path, annotations: str = "2024") -> GroundTruthSource:
     """The store's /gt arrays when it has them, else the LLP eval CSVs of version `annotations`."""
     with Store(store_path) as store:
-        has_gt = store.has("gt/audio") and store.has("gt/visual")
+        has_gt = has_stored_ground_truth(store)
     return StoreGroundTruth(Path(store_path)) if has_gt else LLPGroundTruth(Path(store_path), annotations)
 
 

@@ -7,8 +7,8 @@ both teachers: for video v, segment t and class c,
 
 where `logit` is the teacher's scaled zero-shot logit (logit_scale x cosine, NO softmax/sigmoid): CLIP
 ViT-L/14 for the visual labels (/zeroshot/clip), CLAP 630k-fusion for the audio labels (/zeroshot/clap).
-No smoothing, no top-k, no modality exclusivity. The thresholds below are VALOR's and are the single source
-of truth in this project (the synthetic data generator centres its simulated teachers on them).
+No smoothing, no top-k, no modality exclusivity. The thresholds are VALOR's, kept in one table in
+`avvp.data.valor_thresholds` (the synthetic data generator centres its simulated teachers on them too).
 
 Videos the rule cannot be applied to get all-zero labels, and are counted (see `TeacherLabels`):
   - the store has no zero-shot row for the video (mask false: extraction failed or was not run for it),
@@ -31,15 +31,8 @@ import numpy as np
 
 from avvp.data.classes import LLP_CLASSES, NUM_SEGMENTS
 from avvp.data.store import Store
+from avvp.data.valor_thresholds import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS
 from avvp.registry import Registry
-
-# VALOR's per-class thresholds on the raw scaled logits, LLP class order (reference-methods §2, verified)
-VALOR_CLIP_THRESHOLDS: tuple[int, ...] = (
-    20, 15, 18, 14, 15, 18, 18, 15, 15, 15, 15, 18, 15, 15, 15, 15, 15, 15, 15, 16, 14, 15, 15, 15, 18,
-)
-VALOR_CLAP_THRESHOLDS: tuple[int, ...] = (
-    0, 0, 1, 4, 6, -2, 4, 4, 2, 2, 2, 1, 2, 3, 0, 2, 2, 2, 0, 2, -1, 2, 3, 3, 0,
-)
 
 RULE_NAME = "valor"
 IMPORTED_SOURCE = "valor-release"  # attrs["source"] of pseudo-labels written by the importer

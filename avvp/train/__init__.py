@@ -8,7 +8,6 @@ from avvp.train.config import PRESETS, RUNNERS, ExperimentConfig, apply_override
 
 def train(cfg: ExperimentConfig, resume: bool = False):
     """Run one experiment; returns the FitResult of its final stage."""
-    import avvp.train.recipes  # noqa: F401  (multi-stage runners: MA)
     from avvp.train.loop import Trainer
 
     if cfg.model.name in RUNNERS:

@@ -23,7 +23,6 @@ import yaml
 
 from avvp.registry import Registry
 
-LABEL_KINDS = ("weak", "pseudo", "refined")
 SELECTION_RULES = (">=", ">", "last")
 
 
@@ -85,8 +84,17 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
+        """Check every name and option that can be checked without data, so that a typo fails before any
+        store is opened: label kind, model, model options, selection rule, logger, optimiser sizes."""
+        from avvp.models import MODELS
+        from avvp.models.base import options_from_mapping
+        from avvp.train.labels import LABEL_KINDS
+
         if self.data.labels not in LABEL_KINDS:
-            raise ValueError(f"data.labels must be one of {LABEL_KINDS}, got {self.data.labels!r}")
+            raise ValueError(f"data.labels must be one of {LABEL_KINDS.names()}, got {self.data.labels!r}")
+        if self.model.name not in MODELS:
+            raise ValueError(f"unknown model {self.model.name!r}; known: {', '.join(MODELS.names())}")
+        options_from_mapping(MODELS.get(self.model.name).Options, self.model.options)  # unknown keys, bad values
         if self.train.select not in SELECTION_RULES:
             raise ValueError(f"train.select must be one of {SELECTION_RULES}, got {self.train.select!r}")
         from avvp.train.curves import LOGGERS, tensorboard_writer_class
@@ -192,14 +200,12 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 # ----------------------------------------------------------------------------------------- presets
 PresetFn = Callable[[], ExperimentConfig]
-PRESETS: Registry[PresetFn] = Registry("preset")
+PRESETS: Registry[PresetFn] = Registry("preset", providers=("avvp.train.presets",))
 """name -> function returning the paper's ExperimentConfig."""
 
 # Runs that are more than one training (MA's three stages): model name -> fn(cfg, store_path) -> int
-RUNNERS: Registry[Callable[..., Any]] = Registry("multi-stage runner")
+RUNNERS: Registry[Callable[..., Any]] = Registry("multi-stage runner", providers=("avvp.train.recipes",))
 
 
 def preset(name: str) -> ExperimentConfig:
-    import avvp.train.presets  # noqa: F401  (every paper preset lives there)
-
     return PRESETS.get(name)()

@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 import torch
 
+from avvp.data.groundtruth import ground_truth_for, has_stored_ground_truth
 from avvp.data.store import Store
 from avvp.models.base import Batch, InputDims
 from avvp.train.config import DataConfig
@@ -179,12 +180,9 @@ class TrainingData:
             return torch.from_numpy(np.ascontiguousarray(store.read(f"features/{name}", list(ids)), dtype=np.float32))
 
         gt_a = gt_v = None
-        if store.has("gt/audio") and store.has("gt/visual"):
-            gt_a, gt_v = store.read("gt/audio", list(ids)), store.read("gt/visual", list(ids))
-        elif split in ("val", "test"):
-            from avvp.data.llp import read_eval_annotations
-
-            gt_a, gt_v = read_eval_annotations(self.cfg.annotations).ground_truth(list(ids))
+        if has_stored_ground_truth(store) or split in ("val", "test"):  # LLP annotates val and test only
+            gt = ground_truth_for(store, list(ids), self.cfg.annotations)
+            gt_a, gt_v = gt.audio, gt.visual
         return SplitData(
             name=split, ids=ids, audio=feature(self.cfg.audio), visual=feature(self.cfg.visual),
             motion=feature(self.cfg.motion), targets=targets, gt_audio=gt_a, gt_visual=gt_v, text=self.text,

@@ -345,7 +345,7 @@ class Backbone(abc.ABC):
         }
 
 
-BACKBONES: Registry[type[Backbone]] = Registry("backbone")
+BACKBONES: Registry[type[Backbone]] = Registry("backbone", providers=("avvp.extract.backbones",))
 
 
 def backbone_of_output(path: str) -> str:

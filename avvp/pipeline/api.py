@@ -1,17 +1,11 @@
-"""The Python API of extraction: `extract(video_path, backbones)` and `network_inputs(video_path, backbone)`.
+"""The Python API of extraction: `extract(video_path, backbones)` and `dump_network_inputs(jobs, cfg, dir)`.
 
 `extract` runs exactly the code the CLI runs (decode_job + run_backbones of avvp.pipeline.core), for one
 video. Keys are store paths ("features/clip", "zeroshot/clip", ...) plus "videos/duration" and
 "videos/has_audio". Built backbones are cached per configuration, so calling it in a loop is cheap.
 
-`network_inputs` returns the exact arrays a backbone's network receives for one video (docs/backbones.md),
-through the same decode and preprocessing functions as extraction, without any network or weights:
-
-    resnet152 -> {"pixels": (80, 3, 224, 224)}     r2plus1d -> {"pixels": (10, 3, 8, 112, 112)}
-    clip      -> {"pixels": (10, 3, 224, 224)}     vggish   -> {"log_mel": (10, 96, 64)}
-    clap      -> {"clap_segments": (10, L // 10), "clap_tokens": (480000,)}
-
-`dump_network_inputs` writes them as one .npz per video (`avvp-extract --dump-inputs DIR`).
+`dump_network_inputs` writes every backbone's network inputs (`avvp.extract.network_inputs`, the exact
+arrays a network receives) as one .npz per video (`avvp-extract --dump-inputs DIR`).
 """
 from __future__ import annotations
 
@@ -23,12 +17,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from avvp.extract.inputs import ExtractionError
 from avvp.pipeline.core import ExtractionConfig, StageFailure, decode_job, load_backbones, run_backbones
 from avvp.pipeline.jobs import VideoJob
 
-
-class ExtractionError(RuntimeError):
-    """A video could not be decoded or a backbone failed on it; the message says which stage."""
+__all__ = ["ExtractionError", "dump_network_inputs", "extract"]
 
 
 @lru_cache(maxsize=4)
@@ -55,30 +48,11 @@ def extract(video_path: str, backbones: Sequence[str] = ("clip",), **config: Any
     return out
 
 
-def _inputs_config(backbones: Sequence[str], config: dict[str, Any]) -> ExtractionConfig:
-    # the preprocessing needs no weights: build the backbones with weights="none" unless told otherwise
-    config = {"weights": "none", "device": "cpu", **config}
-    return ExtractionConfig(backbones=tuple(backbones), **config)
-
-
-def network_inputs(video_path: str | os.PathLike, backbone: str, **config: Any) -> dict[str, np.ndarray]:
-    """The exact float32 arrays `backbone`'s network receives for one video (keys: module docstring).
-    `config` fields: see ExtractionConfig (profile, start, window, decoder, backbone_options, ...)."""
-    cfg = _inputs_config((backbone,), config)
-    (model,) = _backbones(cfg)
-    job = VideoJob(id=str(video_path), path=str(video_path))
-    decoded = decode_job(job, cfg)
-    if isinstance(decoded, StageFailure):
-        raise ExtractionError(f"{video_path}: {decoded.stage}: {decoded.message}")
-    return model.network_inputs(decoded)
-
-
 def dump_network_inputs(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out_dir: str | os.PathLike) -> tuple[int, list[tuple[str, str]]]:
     """Write `<out_dir>/<job id>.npz` with every backbone's network inputs, keys "<backbone>/<name>"
-    (e.g. "clip/pixels"), plus "profile". One decode per video serves all backbones. Returns (videos
-    written, [(job id, error message)])."""
-    cfg = _inputs_config(cfg.backbones, {k: v for k, v in dataclasses.asdict(cfg).items()
-                                         if k not in ("backbones", "weights", "weights_dir")})
+    (e.g. "clip/pixels"), plus "profile". One decode per video serves all backbones, built without
+    weights (the preprocessing needs none). Returns (videos written, [(job id, error message)])."""
+    cfg = dataclasses.replace(cfg, weights="none", weights_dir=None)
     backbones = _backbones(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,8 @@ visible in pixel comparisons. Audio is a sine (mono) or per-channel sines (multi
 official AVVP scripts (`ffmpeg -i video -r 8 <dir>/%06d.jpg`), with PNG (lossless) or JPEG output, into
 a temporary directory. They exist for tests only: the package itself never writes frames to disk.
 
-Other helpers' tests import these functions (and the fixtures in `conftest.py` built on them).
+Tests import these functions (`from tests.helpers import media`); the session-wide clips built on them are
+the fixtures of `tests/helpers/media_fixtures.py`.
 """
 from __future__ import annotations
 
