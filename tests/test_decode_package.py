@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import media
+from tests.helpers import media
 from avvp.extract.decode import DecodeError, decode_video, ffmpeg_binary, ffprobe_binary
 from avvp.registry import Registry
 

@@ -73,10 +73,12 @@ def _run(code: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory) -> Path:
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+    from avvp.extract.backbones import feature_specs
 
     path = tmp_path_factory.mktemp("extras") / "syn.h5"
-    generate_synthetic(path, SyntheticConfig(num_train=16, num_val=6, num_test=6, features=("vggish", "clip", "clap"),
-                                             dims=(("vggish", 8), ("clip", 8), ("clap", 8)), seed=0))
+    cfg = SyntheticConfig(num_train=16, num_val=6, num_test=6, features=("vggish", "clip", "clap"),
+                          dims=(("vggish", 8), ("clip", 8), ("clap", 8)), seed=0)
+    generate_synthetic(path, cfg, feature_specs(cfg.features))
     return path
 
 

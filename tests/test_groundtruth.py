@@ -14,6 +14,7 @@ from avvp.data.classes import LLP_CLASSES, NUM_SEGMENTS
 from avvp.data.groundtruth import GroundTruthError, annotated_ground_truth, ground_truth_for, stored_ground_truth
 from avvp.data.store import Store, StoreWriter, VideoRecord
 from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+from avvp.extract.backbones import feature_specs
 from avvp.pseudolabels import calibrate as cal
 from avvp.train.config import DataConfig
 from avvp.train.data import TrainingData
@@ -27,7 +28,7 @@ def synthetic_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("gt") / "syn.h5"
     cfg = SyntheticConfig(num_train=4, num_val=5, num_test=3, features=("vggish", "clip"),
                           dims=(("vggish", 8), ("clip", 8)), seed=1)
-    return path, generate_synthetic(path, cfg)
+    return path, generate_synthetic(path, cfg, feature_specs(cfg.features))
 
 
 def test_three_callers_agree_on_a_store_with_gt(synthetic_store):

@@ -192,10 +192,11 @@ def test_synthetic_store_is_pinned(tmp_path):
     """The synthetic generator writes the same arrays for the same seed: refactors of where its parts live
     (the simulated teachers' VALOR thresholds) must not move a single bit."""
     from avvp.data.synthetic import SyntheticConfig, generate_synthetic
+    from avvp.extract.backbones import feature_specs
 
     cfg = SyntheticConfig(num_train=6, num_val=2, num_test=2, features=("vggish", "clip", "clap"),
                           dims=(("clip", 16), ("clap", 16), ("vggish", 8)), seed=3)
-    videos = generate_synthetic(tmp_path / "syn.h5", cfg)
+    videos = generate_synthetic(tmp_path / "syn.h5", cfg, feature_specs(cfg.features))
     assert [v.id for v in videos][:2] == ["syn_000000", "syn_000001"]
     digest, total = _array_digest(tmp_path / "syn.h5")
     # pinned before the VALOR thresholds moved from pseudolabels/valor.py to data/valor_thresholds.py
