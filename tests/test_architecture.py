@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "avvp"
 
 # The flow, upstream first. A module may import its own stage or an earlier one. `metrics` (the official
 # protocol over arrays; it reads only `data`) sits right after `data` because the pseudo-label report and
-# the trainer's validation use it; `cli` holds no logic and is imported by nothing.
+# the trainer's validation use it; `demo` runs every stage through its library functions, after `parse`;
+# `cli` holds no logic and is imported by nothing.
 STAGES = (
     ("avvp", "avvp.registry", "avvp._env"),
     ("avvp.data",),
@@ -25,6 +26,7 @@ STAGES = (
     ("avvp.models",),
     ("avvp.train",),
     ("avvp.parse",),
+    ("avvp.demo",),
     ("avvp.cli",),
 )
 STAGE_OF = {name: rank for rank, names in enumerate(STAGES) for name in names}
@@ -34,7 +36,6 @@ KNOWN_UPWARD = {
     ("avvp.data.synthetic", "avvp.pseudolabels.valor"): "synthetic teachers call the VALOR rule: move the rule's array core to data/ or have pseudolabels build the synthetic teacher",
     ("avvp.extract.api", "avvp.pipeline.core"): "the extract() API belongs in pipeline/ (it runs the executor core)",
     ("avvp.extract.api", "avvp.pipeline.jobs"): "same: extract() moves to pipeline/",
-    ("avvp.pipeline.demo", "avvp.cli"): "the demo moves out of pipeline/ and calls library functions",
 }
 
 
