@@ -135,8 +135,10 @@ def test_baselines():
     assert scores.chance.segment.audio < 20 and scores.weak_everywhere.segment.type < 60
 
 
-# reduced configuration of the end-to-end test: measured margins in the module's report (docs/parse.md)
-E2E = dict(num_train=36, num_val=8, num_test=8, epochs=15, html=False, clip_workers=1)
+# The reduced end-to-end configuration. Measured with it (training seeds 1-3 on five windows of planted
+# clips): held-out segment Type@AV 46-69 vs chance 8-15 and weak-labels-everywhere 27-35; audio F 38-70
+# and visual F 53-68 vs chance 4-5. Fewer clips (36 train, 15 epochs) fell to 1.5x chance in one of five.
+E2E = dict(num_train=48, num_val=8, num_test=8, epochs=30, html=False)
 
 
 @pytest.mark.slow
@@ -149,8 +151,9 @@ def test_demo_parses_held_out_clips_far_above_chance(tmp_path):
     assert s.parsed.num_videos == E2E["num_test"]
     # far above chance, and above knowing each clip's weak labels without their times and modalities
     assert s.parsed.segment.type >= 2 * s.chance.segment.type
-    assert s.parsed.segment.type >= s.weak_everywhere.segment.type + 10
-    assert s.parsed.segment.visual >= 3 * s.chance.segment.visual
+    assert s.parsed.segment.audio >= 4 * s.chance.segment.audio
+    assert s.parsed.segment.visual >= 4 * s.chance.segment.visual
+    assert s.parsed.segment.type >= s.weak_everywhere.segment.type + 5
     # some held-out clip's parsed timeline shows one of its planted events at roughly its time
     found = []
     for name, out in result.planted.parsed.items():

@@ -52,8 +52,8 @@ class PlantedConfig:
     num_val: int = 20
     num_test: int = 30  # held out: parsed, never trained or selected on
     seed: int = 0
-    epochs: int = 15  # the trainer keeps the best epoch on val (measured: epochs 3-6 at lr 1e-3)
-    hidden: int = 128
+    epochs: int = 15  # the trainer keeps the best epoch on val (measured: epochs 3-8 at lr 1e-3)
+    hidden: int = 64  # measured on held-out Type@AV over 3-4 training seeds: 48-62 (hidden 64), 56-61 (128)
     lr: float = 1e-3
     batch_size: int = 16
     clip_workers: int = 2
