@@ -48,7 +48,7 @@ PLANTED_FEATURES = {"audio": "vggish", "visual": "clip"}  # role → backbone; n
 class PlantedConfig:
     """Part A. Defaults: the `make demo` run (measured in docs/parse.md); tests use fewer clips/epochs."""
 
-    num_train: int = 90
+    num_train: int = 100
     num_val: int = 20
     num_test: int = 30  # held out: parsed, never trained or selected on
     seed: int = 0
