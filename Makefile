@@ -18,7 +18,7 @@ $(VENV)/.avvp-installed: pyproject.toml constraints.txt tools/setup_env.sh tools
 setup: $(VENV)/.avvp-installed
 
 demo: setup
-	$(PY) -m avvp.pipeline.demo --out demo_out
+	$(PY) -m avvp.demo --out demo_out
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
