@@ -15,20 +15,15 @@ from avvp.models.link import (
 )
 from avvp.pseudolabels.eiou import eiou_paper
 from avvp.train.config import preset
+from tests.helpers.stores import synthetic_store
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 K = 25
 E = math.e
 TINY = LINKOptions(hidden=32, heads=2, ff=32, layers=1)
 DIMS = InputDims(audio=(64, 24), visual=(10, 20), motion=(10, 16), text_dims=(("clap", 8), ("clip", 12)))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: intra-op threads only add contention on the 2-core CI machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_batch(b: int = 4, seed: int = 0, planted: bool = False) -> Batch:
@@ -207,17 +202,8 @@ def test_tiny_model_fits_a_batch():
 
 @pytest.fixture(scope="module")
 def link_store(tmp_path_factory):
-    """Tiny synthetic store (CLAP tokens / CLIP / R(2+1)D, /zeroshot/*, /text/*) + `avvp-pseudolabel`."""
-    from avvp.cli.pseudolabel import main as pseudolabel_main
-    from avvp.data.synthetic import SyntheticConfig, generate_synthetic
-    from avvp.extract.backbones import feature_specs
-
-    store = tmp_path_factory.mktemp("link") / "syn.h5"
-    syn = SyntheticConfig(num_train=24, num_val=8, num_test=8, features=("clap_tokens", "clip", "r2plus1d"),
-                          dims=(("clap_tokens", 16), ("clip", 16), ("r2plus1d", 8)), seed=0)
-    generate_synthetic(store, syn, feature_specs(syn.features))
-    assert pseudolabel_main(["--data", str(store)]) == 0
-    return store
+    """Tiny synthetic store (CLAP tokens / CLIP / R(2+1)D, /zeroshot/*, /text/*) + the pseudo-label stage."""
+    return synthetic_store(tmp_path_factory.mktemp("link") / "syn.h5")
 
 
 def tiny_link_cfg(store, out):

@@ -15,6 +15,9 @@ from avvp.models.mmcse import (
     save_cooccurrence_png,
 )
 from avvp.train.config import preset
+from tests.helpers.stores import synthetic_store
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 K = 25
 TINY = MMCSEOptions(hidden=32, token_dim=16, layers=2, heads=2, ff=32)
@@ -30,14 +33,6 @@ def make_batch(b: int = 4, seed: int = 0, k: int = K) -> Batch:
         pseudo_visual=(torch.rand(b, 10, k, generator=g) > 0.8).float(),
     )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: intra-op threads only add contention on the 2-core CI machine (measured 25x slower)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def planted_batch(b: int = 16, seed: int = 0, k: int = K) -> Batch:
@@ -226,16 +221,7 @@ def test_tiny_model_fits_a_batch():
 
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
-    from avvp.cli.pseudolabel import main as pseudolabel_main
-    from avvp.data.synthetic import SyntheticConfig, generate_synthetic
-    from avvp.extract.backbones import feature_specs
-
-    path = tmp_path_factory.mktemp("mmcse") / "syn.h5"
-    syn = SyntheticConfig(num_train=24, num_val=8, num_test=8, features=("clap_tokens", "clip", "r2plus1d"),
-                          dims=(("clap_tokens", 16), ("clip", 16), ("r2plus1d", 8)), seed=0)
-    generate_synthetic(path, syn, feature_specs(syn.features))
-    assert pseudolabel_main(["--data", str(path)]) == 0
-    return path
+    return synthetic_store(tmp_path_factory.mktemp("mmcse") / "syn.h5")
 
 
 def test_preset_trains_end_to_end_with_the_trainer(tiny_store, tmp_path):

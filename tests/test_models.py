@@ -15,6 +15,8 @@ from avvp.models.han import han_loss, valor_loss
 from avvp.models.ma import MA, label_smoothed_ce, pick_partners, refine_labels
 from avvp.models.mmpyr import BandedMultiHeadAttention, MMPyramidEncoder, MMPyramidEncoderOptions
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 K = 25
 AUDIO = {"vggish": (10, 12), "clap": (10, 20), "clap_tokens": (64, 8)}
 VISUAL = {"resnet152": (80, 24), "clip": (10, 12)}
@@ -22,14 +24,6 @@ MOTION = {"r2plus1d": (10, 8), None: None}
 TINY = {"han": {"hidden": 16, "ff": 16}, "mmpyr": {"hidden": 16, "ffn": 16, "heads": 2, "levels": 2},
         "ma": {"hidden": 16, "ff": 16, "stage": 1}}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: on a busy 2-core machine extra intra-op threads only add contention
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_batch(dims: InputDims, b: int = 3, seed: int = 0) -> Batch:

@@ -18,17 +18,11 @@ from avvp.train.config import ExperimentConfig, apply_override, dump_config, loa
 from avvp.train.data import TrainingData, parse_visual_arg
 from avvp.train.loop import Trainer, load_model, lr_at
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 TINY_DIMS = (("vggish", 12), ("clap", 12), ("clap_tokens", 8), ("resnet152", 16), ("r2plus1d", 8), ("clip", 12))
 TINY_HAN = ["--set", "model.options.hidden=16", "--set", "model.options.ff=16"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: thread start-up and oversubscription cost more than they save
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_valor_pseudo(path: Path) -> None:
