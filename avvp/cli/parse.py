@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_START
     if cfg.weights == "random":
         print("avvp-parse: NOTICE: --weights random: the backbones run with RANDOM weights, so the timeline shows "
-              "the plumbing, not meaningful events", file=sys.stderr)
+              "meaningful events only for a checkpoint trained on features of the same random backbones "
+              "(as `make demo` does)", file=sys.stderr)
     try:
         results = parse_videos([str(v) for v in args.videos], cfg)
     except (WeightsUnavailable, ValueError, KeyError, FileNotFoundError) as err:

@@ -95,7 +95,7 @@ def draw_figure(
     fig.text(style.left / width, 1 - 8 / height, name, ha="left", va="top", fontsize=12, weight="bold")
     note = f"{subtitle}   gate: {timeline.config.gate}, threshold {timeline.config.threshold:g}"
     if meta.get("random_weights"):
-        note += "   RANDOM WEIGHTS: plumbing, not meaning"
+        note += "   RANDOM backbone weights: no pretrained meaning"
     fig.text(style.left / width, 1 - 27 / height, note, ha="left", va="top", fontsize=8,
              color="crimson" if meta.get("random_weights") else "dimgray")
     legend = (("audio", "tab:blue"), ("visual", "tab:orange"), ("audio-visual event", "tab:green"))

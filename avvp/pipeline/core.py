@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from avvp.data.store import Store, StoreWriter, VideoRecord
 from avvp.extract.backbones import BACKBONES, Backbone, BackboneConfig
 from avvp.extract.inputs import check_profile, streams_for
 from avvp.pipeline.jobs import VideoJob
+
+if TYPE_CHECKING:  # the summary lives with the local executor, which imports this module
+    from avvp.pipeline.local import RunSummary
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,13 @@ class StoreSink:
     def fail(self, job_id: str, stage: str, message: str) -> None:
         self.writer.add_failure(job_id, stage, message)
         self.failed += 1
+
+    def write_all(self, results: Sequence[VideoResult], summary: "RunSummary") -> None:
+        """Write a batch's results and add their per-stage seconds to the run summary (both executors)."""
+        for r in results:
+            for stage, sec in r.seconds.items():
+                summary.add_stage(stage, sec)
+            self.write(r)
 
     def write(self, result: VideoResult) -> None:
         job = result.job

@@ -142,10 +142,7 @@ def run_local(
                 summary.add_stage("decode", decode_seconds)
                 summary.add_stage("decode_wait", time.perf_counter() - t_wait)
                 results = run_backbones(backbones, [j for j, _ in batch], decoded, [n for _, n in batch])
-                for r in results:
-                    for stage, sec in r.seconds.items():
-                        summary.add_stage(stage, sec)
-                    sink.write(r)
+                sink.write_all(results, summary)
                 bar.update(len(batch))
                 bar.set_postfix(failed=sink.failed)
                 t_wait = time.perf_counter()

@@ -182,10 +182,7 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
                         # Ray already retried the batch (task and actor restarts); what is left is recorded
                         message = f"{type(err).__name__} after retries: {str(err).splitlines()[0][:500]}"
                         results = [VideoResult(job, failures=[StageFailure("worker", message)]) for job, _ in batch]
-                    for r in results:
-                        for stage, sec in r.seconds.items():
-                            summary.add_stage(stage, sec)
-                        sink.write(r)
+                    sink.write_all(results, summary)
                     bar.update(len(results))
                     bar.set_postfix(failed=sink.failed)
     finally:
