@@ -114,6 +114,9 @@ def test_vggish_random_shapes_attrs_and_no_audio(vggish_random):
     attrs = backbone.store_attrs(spec)
     assert attrs["sample_rate"] == 16000 and attrs["random_weights"] is True and attrs["weights"] == "random"
     assert attrs["postprocess"] is False and attrs["final_relu"] is True
+    # avvp-parse takes these over from the training store, so each must be recorded with the features
+    assert set(type(backbone).inherited_options) == {"postprocess", "final_relu"}
+    assert all(k in attrs for k in type(backbone).inherited_options)
     # without the final ReLU the same random net gives the pre-activation values (some negative)
     pre = BACKBONES.get("vggish")(BackboneConfig(weights="random", options=(("final_relu", False),)))
     pre_feats = pre.extract_batch(videos[:1])[0]["features/vggish"]

@@ -46,6 +46,12 @@ def test_import_joins_llp_and_records_failures(tmp_path, capsys):
         assert s.mask("features/resnet152")[s.index([TEST])[0]] == False  # noqa: E712
         assert s.read("pseudo/visual").dtype == np.uint8
         assert s.attrs("features/vggish")["weights"] == "released:avvp-feats"
+        # the release's arrays record the same layout vocabulary the backbones write, so a model trained on
+        # them pools ResNet's 80 frames by layout, not by guessing from the length
+        layouts = {p: s.attrs(p)["layout"] for p in ("features/vggish", "features/resnet152", "features/r2plus1d", "pseudo/visual")}
+        assert layouts == {"features/vggish": "segments", "features/resnet152": "frames",
+                           "features/r2plus1d": "segments", "pseudo/visual": "segments"}
+        assert s.attrs("features/resnet152")["axes"] == "frame(8 fps, 80) x dim"
         assert not s.has("features/clip")  # the only CLIP file was wrongly shaped
         failures = {(f.id, f.stage): f.message for f in s.failures()}
     assert "shape (10, 512), expected (10, 768)" in failures[(TRAIN, "import:CLIP/features")]
@@ -64,6 +70,7 @@ def test_reimport_is_idempotent_and_fixes_failures(tmp_path):
     with Store(out) as s:
         assert len(s) == 3
         assert s.mask("features/clip").sum() == 1
+        assert s.attrs("features/clip")["layout"] == "segments"
         assert (TRAIN, "import:CLIP/features") not in {(f.id, f.stage) for f in s.failures()}
 
 

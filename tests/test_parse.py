@@ -306,3 +306,15 @@ def test_producers_and_inherited_options_come_from_the_declarations(tmp_path):
                     {"features/clip": np.zeros((10, 512), np.float32)}, {"features/clip": attrs})
     got = inherited_options(str(store), ("clip",), {"audio": None, "visual": "clip"})
     assert got == {"clip": {"model": "ViT-B-32", "pretrained": "openai", "quick_gelu": True}}
+
+    # VGGish's postprocess/final_relu change the numbers: a store written with final_relu=False must give a
+    # parse whose VGGish runs without the final ReLU (the values come back as plain Python bools)
+    store2 = tmp_path / "s2.h5"
+    with StoreWriter(store2, classes=CLASSES) as w:
+        attrs = {"backbone": "vggish", "weights": "random", "random_weights": True, "postprocess": np.bool_(False),
+                 "final_relu": np.bool_(False), "sample_rate": 16000}
+        w.add_video(VideoRecord("v0", source="t", split="train", duration=10.0),
+                    {"features/vggish": np.zeros((10, 128), np.float32)}, {"features/vggish": attrs})
+    got = inherited_options(str(store2), ("vggish",), {"audio": "vggish", "visual": None})
+    assert got == {"vggish": {"postprocess": False, "final_relu": False}}
+    assert all(type(v) is bool for v in got["vggish"].values())

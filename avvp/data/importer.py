@@ -24,6 +24,7 @@ import numpy as np
 from avvp import __version__
 from avvp.data import llp
 from avvp.data.classes import LLP_CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from avvp.data.layouts import FRAMES, LAYOUTS, SEGMENTS, TOKENS
 from avvp.data.store import StoreWriter, VideoRecord
 
 
@@ -36,20 +37,25 @@ class ReleasedArray:
     shape: tuple[int, int]
     dtype: str
     backbone: str
-    layout: str
+    layout: str  # what the first axis is (avvp.data.layouts), recorded as the array's `layout` attribute
+    axes: str  # human-readable axis description, the `axes` attribute (as the backbones write it)
     release: str
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"{self.folder}: layout must be one of {LAYOUTS}, got {self.layout!r}")
 
 
 AVVP_FEATS = (
-    ReleasedArray("vggish", "features/vggish", (10, 128), "float32", "vggish", "segment x dim", "avvp-feats"),
-    ReleasedArray("res152", "features/resnet152", (80, 2048), "float32", "resnet152", "frame(8 fps, 80) x dim", "avvp-feats"),
-    ReleasedArray("r2plus1d_18", "features/r2plus1d", (10, 512), "float32", "r2plus1d", "segment x dim", "avvp-feats"),
+    ReleasedArray("vggish", "features/vggish", (10, 128), "float32", "vggish", SEGMENTS, "segment x dim", "avvp-feats"),
+    ReleasedArray("res152", "features/resnet152", (80, 2048), "float32", "resnet152", FRAMES, "frame(8 fps, 80) x dim", "avvp-feats"),
+    ReleasedArray("r2plus1d_18", "features/r2plus1d", (10, 512), "float32", "r2plus1d", SEGMENTS, "segment x dim", "avvp-feats"),
 )
 VALOR_RELEASE = (
-    ReleasedArray("CLIP/features", "features/clip", (10, 768), "float32", "clip", "segment x dim", "valor-release"),
-    ReleasedArray("CLAP/features", "features/clap_tokens", (64, 768), "float32", "clap", "token (2 freq x 32 time) x dim", "valor-release"),
-    ReleasedArray("CLIP/segment_pseudo_labels", "pseudo/visual", (NUM_SEGMENTS, NUM_CLASSES), "uint8", "clip", "segment x class", "valor-release"),
-    ReleasedArray("CLAP/segment_pseudo_labels", "pseudo/audio", (NUM_SEGMENTS, NUM_CLASSES), "uint8", "clap", "segment x class", "valor-release"),
+    ReleasedArray("CLIP/features", "features/clip", (10, 768), "float32", "clip", SEGMENTS, "segment x dim", "valor-release"),
+    ReleasedArray("CLAP/features", "features/clap_tokens", (64, 768), "float32", "clap", TOKENS, "token (2 freq x 32 time) x dim", "valor-release"),
+    ReleasedArray("CLIP/segment_pseudo_labels", "pseudo/visual", (NUM_SEGMENTS, NUM_CLASSES), "uint8", "clip", SEGMENTS, "segment x class", "valor-release"),
+    ReleasedArray("CLAP/segment_pseudo_labels", "pseudo/audio", (NUM_SEGMENTS, NUM_CLASSES), "uint8", "clap", SEGMENTS, "segment x class", "valor-release"),
 )
 
 
@@ -130,6 +136,7 @@ def import_released(
                     "weights": f"released:{spec.release}",
                     "random_weights": False,
                     "layout": spec.layout,
+                    "axes": spec.axes,
                     "source": spec.release,
                     "avvp_version": __version__,
                 }

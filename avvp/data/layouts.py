@@ -27,8 +27,8 @@ LAYOUTS = (FRAMES, SEGMENTS, TOKENS)
 RESNET_FRAMES = 80  # 8 fps x 10 s
 CLAP_TOKENS = 64  # 2 frequency x 32 time groups
 
-# The fallback for stores that do not record a layout (imported release features, hand-written or
-# older stores, whose `layout` attribute is a free-text axis description): the length alone decides,
+# The fallback for stores that do not record a layout (hand-written stores, stores imported or
+# extracted before layouts were declared, whose `layout` is a free-text axis description): the length decides,
 # the rule models used before layouts were declared.
 FALLBACK_BY_LENGTH = {RESNET_FRAMES: FRAMES, NUM_SEGMENTS: SEGMENTS, CLAP_TOKENS: TOKENS}
 

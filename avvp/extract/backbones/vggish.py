@@ -243,6 +243,8 @@ class VGGishBackbone(Backbone):
     Options = VGGishOptions
     OUTPUTS = (OutputSpec("features/vggish", (NUM_SEGMENTS, EMBEDDING_SIZE), SEGMENTS, "example(0.96 s) x dim"),)
     recipes = VGGISH_RECIPES
+    # both change the numbers (PCA + 8-bit quantisation; pre-/post-ReLU): a parse must use the training store's
+    inherited_options = ("postprocess", "final_relu")
 
     def configure(self) -> None:
         self.pca: ResolvedWeights | None = None
