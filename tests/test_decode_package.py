@@ -56,7 +56,7 @@ def test_the_package_has_the_expected_modules():
     # guards the lists the parametrised tests below walk (an empty list would pass vacuously)
     assert {"avvp.extract.decode", "avvp.extract.decode.process", "avvp.extract.decode.probe",
             "avvp.extract.decode.rate", "avvp.extract.decode.rules", "avvp.extract.decode.video",
-            "avvp.extract.decode.backend"} <= set(DECODE_MODULES)
+            "avvp.extract.decode.backend", "avvp.extract.decode.result"} <= set(DECODE_MODULES)
     assert {"avvp.extract.decoders", "avvp.extract.decoders.ffmpeg_pipe",
             "avvp.extract.decoders.decord_reader", "avvp.extract.decoders.ffmpeg_reference"} <= set(BACKEND_MODULES)
 

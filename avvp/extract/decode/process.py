@@ -15,6 +15,10 @@ import numpy as np
 from avvp.extract.decode.video import RESAMPLERS, DecodeError, DecodeOptions
 
 
+# every ffmpeg run: never read stdin (a worker's stdin is not ours), no banner, errors only on stderr
+FFMPEG_GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error")
+
+
 def ffmpeg_binary() -> str:
     """The ffmpeg to run: `$AVVP_FFMPEG`, else `ffmpeg` on PATH. Read at every process start (not at
     import), so setting the variable after avvp is imported takes effect."""

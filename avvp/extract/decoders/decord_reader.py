@@ -22,7 +22,8 @@ from avvp.extract.decode.probe import MediaInfo
 from avvp.extract.decode.rate import cfr_frame_sources, frame_times_of
 from avvp.extract.decode.rules import check_decodable, output_size, select_fps_frames
 from avvp.extract.decode.video import DecodedVideo, DecodeError, DecodeOptions
-from avvp.extract.decoders.ffmpeg_pipe import SelectedFrames, assemble, decode_audio, stderr_warnings
+from avvp.extract.decode.result import SelectedFrames, assemble, stderr_warnings
+from avvp.extract.decoders.ffmpeg_pipe import decode_audio
 
 
 @DECODERS.register("decord")

@@ -10,15 +10,21 @@ the disk. Commands are built with ffmpeg-python; subprocess runs them.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Mapping, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from avvp.extract.decode.backend import DECODERS, Decoder
 from avvp.extract.decode.probe import MediaInfo
-from avvp.extract.decode.process import audio_filter_args, ffmpeg_binary, ffmpeg_input_path, run_ffmpeg, to_mono
-from avvp.extract.decode.rate import cfr_frame_sources, frame_times_of
+from avvp.extract.decode.process import (
+    FFMPEG_GLOBAL_ARGS,
+    audio_filter_args,
+    ffmpeg_binary,
+    ffmpeg_input_path,
+    run_ffmpeg,
+    to_mono,
+)
+from avvp.extract.decode.result import SelectedFrames, assemble, port_frame_times, stderr_warnings
 from avvp.extract.decode.rules import (
     AudioSpan,
     check_decodable,
@@ -26,13 +32,9 @@ from avvp.extract.decode.rules import (
     cut_audio_window,
     fit_audio,
     output_size,
-    padded_seconds,
     select_fps_frames,
 )
 from avvp.extract.decode.video import DecodedVideo, DecodeError, DecodeOptions
-
-GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "error"]
-
 
 def build_command(info: MediaInfo, options: DecodeOptions, audio_urls: list[str], *, video: bool) -> list[str]:
     """The ffmpeg command line: optional rawvideo on stdout, one f32le output per audio URL."""
@@ -65,7 +67,7 @@ def build_command(info: MediaInfo, options: DecodeOptions, audio_urls: list[str]
         outputs.append(ffmpeg.output(asrc[str(info.audio.index)], url, format="f32le",
                                      acodec="pcm_f32le", **audio_filter_args(options, rate)))
     args = ffmpeg.merge_outputs(*outputs).compile(cmd=ffmpeg_binary())
-    return [args[0], *GLOBAL_ARGS, *args[1:]]
+    return [args[0], *FFMPEG_GLOBAL_ARGS, *args[1:]]
 
 
 class _FrameSink:
@@ -114,62 +116,6 @@ def finish_audio(info: MediaInfo, options: DecodeOptions, pipes: list[bytes]) ->
     return out
 
 
-@dataclass(frozen=True, eq=False)
-class SelectedFrames:
-    """A backend's video result for one window: the chosen frames and where they come from."""
-
-    frames: np.ndarray  # (num_frames, H, W, 3) uint8 RGB
-    fps_indices: np.ndarray  # (num_frames,) int64 indices into the N fps frames
-    num_fps_frames: int  # N
-    rule: str  # the rule select_fps_frames used ("reference" or "time")
-    times: np.ndarray  # (num_frames,) source timestamps in seconds
-
-
-def assemble(
-    info: MediaInfo, options: DecodeOptions, *, decoder: str, video: SelectedFrames | None = None,
-    audio: Mapping[int, np.ndarray] | None = None, warnings: Sequence[str] = (),
-) -> DecodedVideo:
-    """Builds the DecodedVideo both backends return. Without `video` the frame fields are empty (rule
-    "none"); requested audio rates missing from `audio` are silence of the window's length."""
-    zeros = {r: fit_audio(np.zeros(0, np.float32), round(options.window * r)) for r in options.audio_rates}
-    all_audio = {**zeros, **(audio or {})}
-    return DecodedVideo(
-        path=info.path, decoder=decoder,
-        frames=video.frames if video else None, frame_times=video.times if video else None,
-        frame_indices=video.fps_indices if video else None,
-        num_fps_frames=video.num_fps_frames if video else 0, frame_rule=video.rule if video else "none",
-        audio_16k=all_audio.get(16000), audio_48k=all_audio.get(48000),
-        has_audio=info.audio is not None, has_video=info.video is not None,
-        duration=info.duration, window_start=options.start, window=options.window, fps=options.fps,
-        source_fps=info.video.fps if info.video else 0.0,
-        audio_sample_rate_in=info.audio.sample_rate if info.audio else 0,
-        audio_channels_in=info.audio.channels if info.audio else 0,
-        padded_seconds=padded_seconds(info, options), warnings=tuple(warnings), profile=options.profile,
-    )
-
-
-def stderr_warnings(stderr: str, limit: int = 20) -> list[str]:
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    return lines[-limit:]
-
-
-def reference_frame_times(info: MediaInfo, options: DecodeOptions, num_fps_frames: int,
-                          fps_indices: np.ndarray, warnings: list[str]) -> np.ndarray:
-    """Source timestamps of the chosen frames from the rate-conversion port; if the port disagrees
-    with ffmpeg on the frame count (an ffmpeg version with different rules), the 8 fps grid times
-    are returned instead and a warning says so."""
-    if info.timeline is not None and len(info.timeline.pts):
-        sources = cfr_frame_sources(info, fps=options.fps, start=options.start,
-                                    duration=options.window, max_frames=options.max_fps_frames)
-        if len(sources) == num_fps_frames:
-            return frame_times_of(info, sources[fps_indices])
-        warnings.append(f"frame_times: rate-conversion port gives {len(sources)} frames, ffmpeg "
-                        f"{num_fps_frames}; using grid times")
-    else:
-        warnings.append("frame_times: no packet timestamps; using grid times")
-    return options.start + fps_indices.astype(np.float64) / options.fps
-
-
 @DECODERS.register("ffmpeg")
 class FfmpegPipeDecoder(Decoder):
     name = "ffmpeg"
@@ -205,7 +151,8 @@ class FfmpegPipeDecoder(Decoder):
                               path=info.path, stderr=stderr)
         fps_indices, rule = select_fps_frames(n, options.num_frames)
         frames = compact_in_place(sink.buf, fps_indices)
-        times = reference_frame_times(info, options, n, fps_indices, warnings)
+        times = port_frame_times(info, options, n, fps_indices, warnings, duration=options.window,
+                                 max_frames=options.max_fps_frames)
         audio = finish_audio(info, run_opts, pipes) if audio_rates else {}
         video = SelectedFrames(frames=frames, fps_indices=fps_indices, num_fps_frames=n, rule=rule, times=times)
         return assemble(info, options, decoder=self.name, video=video, audio=audio, warnings=warnings)

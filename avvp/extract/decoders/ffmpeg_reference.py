@@ -29,12 +29,10 @@ import numpy as np
 
 from avvp.extract import reference_inputs as ref
 from avvp.extract.decode.probe import MediaInfo
-from avvp.extract.decode.process import ffmpeg_binary, ffmpeg_input_path, run_ffmpeg
-from avvp.extract.decode.rate import cfr_frame_sources, frame_times_of
-from avvp.extract.decode.rules import fit_audio, padded_seconds, select_fps_frames
+from avvp.extract.decode.process import FFMPEG_GLOBAL_ARGS, ffmpeg_binary, ffmpeg_input_path, run_ffmpeg
+from avvp.extract.decode.result import SelectedFrames, assemble, port_frame_times, stderr_warnings
+from avvp.extract.decode.rules import fit_audio, select_fps_frames
 from avvp.extract.decode.video import DecodedVideo, DecodeError, DecodeOptions
-
-GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 NUM_SEGMENT_FRAMES = 10  # VALOR: one CLIP frame per 1 s segment
 
 
@@ -59,7 +57,7 @@ def moviepy_duration(info: MediaInfo, options: DecodeOptions) -> float:
 
 def build_command(info: MediaInfo, options: DecodeOptions, urls: list[str], *, video: bool,
                   rates: tuple[int, ...]) -> list[str]:
-    cmd = [ffmpeg_binary(), *GLOBAL_ARGS]
+    cmd = [ffmpeg_binary(), *FFMPEG_GLOBAL_ARGS]
     if options.start > 0:
         cmd += ["-ss", repr(float(options.start))]
     if not reaches_end(info, options):
@@ -82,9 +80,7 @@ def decode_reference(info: MediaInfo, options: DecodeOptions, decoder_name: str)
     want_video = options.video
     rates = tuple(options.audio_rates) if info.audio is not None else ()
     warnings: list[str] = []
-    frames = segment_frames = fps_indices = seg_indices = times = None
-    n = 0
-    rule = "none"
+    video: SelectedFrames | None = None
     pipes: list[bytes] = []
     if want_video or rates:
         sink: dict[str, bytes] = {}
@@ -94,25 +90,9 @@ def decode_reference(info: MediaInfo, options: DecodeOptions, decoder_name: str)
 
         pipes, stderr = run_ffmpeg(lambda urls: build_command(info, options, urls, video=want_video, rates=rates),
                                    len(rates), info.path, stdout_consumer=read_stdout)
-        warnings += [ln.strip() for ln in stderr.splitlines() if ln.strip()][-20:]
+        warnings += stderr_warnings(stderr)
         if want_video:
-            try:
-                jpegs = ref.split_jpeg_stream(sink.get("jpeg", b""))
-            except ValueError as err:
-                raise DecodeError(str(err), path=info.path, stderr=stderr) from None
-            n = len(jpegs)
-            if n == 0:
-                raise DecodeError(f"no video frames decoded in [{options.start}, {options.start + options.window}) s",
-                                  path=info.path, stderr=stderr)
-            if padded_tail(info, options):
-                fps_indices, rule = select_fps_frames(n, options.num_frames)
-                seg_indices = fps_indices[ref.linspace_indices(options.num_frames, NUM_SEGMENT_FRAMES)]
-            else:
-                fps_indices, rule = ref.linspace_indices(n, options.num_frames), "reference"
-                seg_indices = ref.linspace_indices(n, NUM_SEGMENT_FRAMES)
-            both = ref.decode_jpegs(jpegs, np.concatenate([fps_indices, seg_indices]))
-            frames, segment_frames = both[:len(fps_indices)], both[len(fps_indices):]
-            times = _frame_times(info, options, n, fps_indices, warnings)
+            video = _select_frames(info, options, sink.get("jpeg", b""), stderr, warnings)
     audio: dict[int, np.ndarray] = {}
     for raw, rate in zip(pipes, rates):
         assert info.audio is not None
@@ -127,33 +107,31 @@ def decode_reference(info: MediaInfo, options: DecodeOptions, decoder_name: str)
             audio[rate] = ref.librosa_load(raw, info.audio.channels, info.audio.sample_rate, rate)
     if padded_tail(info, options):
         audio = {rate: fit_audio(x, round(options.window * rate)) for rate, x in audio.items()}
-    for rate in options.audio_rates:  # no audio stream: silence of the window's length
-        audio.setdefault(rate, fit_audio(np.zeros(0, np.float32), round(options.window * rate)))
-    return DecodedVideo(
-        path=info.path, decoder=decoder_name, frames=frames, frame_times=times, frame_indices=fps_indices,
-        num_fps_frames=n, frame_rule=rule,
-        audio_16k=audio.get(16000), audio_48k=audio.get(48000),
-        has_audio=info.audio is not None, has_video=info.video is not None, duration=info.duration,
-        window_start=options.start, window=options.window, fps=options.fps,
-        source_fps=info.video.fps if info.video else 0.0,
-        audio_sample_rate_in=info.audio.sample_rate if info.audio else 0,
-        audio_channels_in=info.audio.channels if info.audio else 0,
-        padded_seconds=padded_seconds(info, options), warnings=tuple(warnings), profile="reference",
-        segment_frames=segment_frames, segment_frame_indices=seg_indices,
-    )
+    # no audio stream: assemble() gives silence of the window's length for every requested rate
+    return assemble(info, options, decoder=decoder_name, video=video, audio=audio, warnings=warnings)
 
 
-def _frame_times(info: MediaInfo, options: DecodeOptions, n: int, fps_indices: np.ndarray,
-                 warnings: list[str]) -> np.ndarray:
-    """Source timestamps of the chosen frames from the rate-conversion port (grid times, with a
-    warning, when the port and ffmpeg disagree on the frame count)."""
-    if info.timeline is not None and len(info.timeline.pts):
-        duration = None if reaches_end(info, options) else options.window
-        sources = cfr_frame_sources(info, fps=options.fps, start=options.start, duration=duration,
-                                    max_frames=max(n, options.max_fps_frames) + 16)
-        if len(sources) == n:
-            return frame_times_of(info, sources[fps_indices])
-        warnings.append(f"frame_times: rate-conversion port gives {len(sources)} frames, ffmpeg {n}; using grid times")
+def _select_frames(info: MediaInfo, options: DecodeOptions, jpeg_stream: bytes, stderr: str,
+                   warnings: list[str]) -> SelectedFrames:
+    """The 80 frames and VALOR's 10 CLIP frames out of the window's JPEG stream, decoded by PIL."""
+    try:
+        jpegs = ref.split_jpeg_stream(jpeg_stream)
+    except ValueError as err:
+        raise DecodeError(str(err), path=info.path, stderr=stderr) from None
+    n = len(jpegs)
+    if n == 0:
+        raise DecodeError(f"no video frames decoded in [{options.start}, {options.start + options.window}) s",
+                          path=info.path, stderr=stderr)
+    if padded_tail(info, options):
+        fps_indices, rule = select_fps_frames(n, options.num_frames)
+        seg_indices = fps_indices[ref.linspace_indices(options.num_frames, NUM_SEGMENT_FRAMES)]
     else:
-        warnings.append("frame_times: no packet timestamps; using grid times")
-    return options.start + fps_indices.astype(np.float64) / options.fps
+        fps_indices, rule = ref.linspace_indices(n, options.num_frames), "reference"
+        seg_indices = ref.linspace_indices(n, NUM_SEGMENT_FRAMES)
+    both = ref.decode_jpegs(jpegs, np.concatenate([fps_indices, seg_indices]))
+    # the port runs to the end of the file when the window does (no -t on the command line)
+    duration = None if reaches_end(info, options) else options.window
+    times = port_frame_times(info, options, n, fps_indices, warnings, duration=duration,
+                             max_frames=max(n, options.max_fps_frames) + 16)
+    return SelectedFrames(frames=both[:len(fps_indices)], fps_indices=fps_indices, num_fps_frames=n, rule=rule,
+                          times=times, segment_frames=both[len(fps_indices):], segment_indices=seg_indices)
