@@ -35,7 +35,8 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 @pytest.fixture(scope="module")
 def ref_clips(media_dir):
-    """name -> path of the five kinds of clip the issue lists (small, noise audio so every sample counts)."""
+    """name -> path of the five kinds of clip the issue lists (small, noise audio so every sample counts),
+    plus one a little longer than 10 s."""
     d = media_dir / "reference_profile"
     return {
         "ntsc_stereo48k": media.make_clip(d / "ntsc.mp4", seconds=10, fps="30000/1001", sample_rate=48000,
@@ -47,6 +48,10 @@ def ref_clips(media_dir):
         "vfr": media.make_clip(d / "vfr.mp4", seconds=10, vfr=True, sample_rate=32000, audio_pattern="noise"),
         "webm": media.make_clip(d / "clip.webm", seconds=10, fps=30, sample_rate=48000, channels=2,
                                 audio_pattern="noise", pattern="testsrc2"),
+        # an LLP-like file a little longer than the window (container 10.12 s, 83 JPEGs): the window runs
+        # to the end of the file, so the frame-time port must too (used by the frame-set test only)
+        "pal_10s1": media.make_clip(d / "pal_10s1.mp4", seconds=10.1, fps=25, sample_rate=44100, channels=1,
+                                    audio_pattern="noise", pattern="testsrc2"),
     }
 
 
@@ -173,6 +178,35 @@ def test_in_memory_jpegs_are_the_official_files(ref_clips):
     for data, f in zip(jpegs, files):
         with open(f, "rb") as fh:
             assert data == fh.read()
+
+
+@pytest.mark.parametrize("name", ["ntsc_stereo48k", "pal_mono44k", "film_9s7", "vfr", "webm", "pal_10s1"])
+def test_reference_decode_is_the_official_jpeg_set_with_source_times(ref_clips, name):
+    """The reference DecodedVideo itself: its 80 frames and VALOR's 10 CLIP frames are the PIL images of
+    the on-disk `ffmpeg -r 8` JPEGs at round(linspace(0, N-1, 80 | 10)), and its frame times come from the
+    rate-conversion port (no grid-time fallback: the port counts the same N frames as ffmpeg). For the
+    constant-rate clips each frame is closest to the source frame its timestamp names."""
+    from avvp.extract.decode import decode_video
+
+    path = ref_clips[name]
+    dec = decode_video(path, profile="reference")
+    files = official_jpegs(path)
+    n = len(files)
+    assert dec.profile == "reference" and dec.frame_rule == "reference" and dec.num_fps_frames == n
+    np.testing.assert_array_equal(dec.frame_indices, ref.linspace_indices(n, 80))
+    np.testing.assert_array_equal(dec.segment_frame_indices, ref.linspace_indices(n, 10))
+    np.testing.assert_array_equal(dec.frames, np.stack([np.asarray(pil_load(files[i])) for i in dec.frame_indices]))
+    np.testing.assert_array_equal(dec.segment_frames,
+                                  np.stack([np.asarray(pil_load(files[i])) for i in dec.segment_frame_indices]))
+    assert not [w for w in dec.warnings if w.startswith("frame_times:")], dec.warnings
+    assert dec.frame_times.shape == (80,) and np.all(np.diff(dec.frame_times) >= 0)
+    source_fps = {"ntsc_stereo48k": 30000 / 1001, "pal_mono44k": 25, "film_9s7": 24, "webm": 30, "pal_10s1": 25}.get(name)
+    if source_fps is not None:
+        every = media.all_frames_rgb(path).astype(np.int16)
+        named = np.round(dec.frame_times * source_fps).astype(int)
+        for frame, k in zip(dec.frames, named):
+            distance = np.abs(every - frame).mean(axis=(1, 2, 3))
+            assert distance[k] <= distance.min() + 1e-9, (k, int(np.argmin(distance)))
 
 
 # ------------------------------------------------------------------------------------------ CLAP
