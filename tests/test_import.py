@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from avvp.cli.import_feats import main
 from avvp.data import llp
@@ -77,3 +78,15 @@ def test_reimport_is_idempotent_and_fixes_failures(tmp_path):
 def test_missing_folder_is_a_clear_error(tmp_path, capsys):
     assert main(["--feats", str(tmp_path / "nope"), "--out", str(tmp_path / "d.h5")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_released_arrays_declare_a_known_layout():
+    """Every released folder names one of the store's layouts; a free-text one is refused when declared."""
+    from avvp.data.importer import AVVP_FEATS, VALOR_RELEASE, ReleasedArray
+    from avvp.data.layouts import LAYOUTS, layout_by_length
+
+    for spec in AVVP_FEATS + VALOR_RELEASE:
+        assert spec.layout in LAYOUTS and spec.layout == layout_by_length(spec.shape[0])
+    with pytest.raises(ValueError, match="res152: layout must be one of"):
+        ReleasedArray("res152", "features/resnet152", (80, 2048), "float32", "resnet152", "frame(8 fps, 80) x dim",
+                      "frame(8 fps, 80) x dim", "avvp-feats")

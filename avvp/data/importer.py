@@ -24,7 +24,7 @@ import numpy as np
 from avvp import __version__
 from avvp.data import llp
 from avvp.data.classes import LLP_CLASSES, NUM_CLASSES, NUM_SEGMENTS
-from avvp.data.layouts import FRAMES, LAYOUTS, SEGMENTS, TOKENS
+from avvp.data.layouts import FRAMES, SEGMENTS, TOKENS, check_layout
 from avvp.data.store import StoreWriter, VideoRecord
 
 
@@ -42,8 +42,7 @@ class ReleasedArray:
     release: str
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"{self.folder}: layout must be one of {LAYOUTS}, got {self.layout!r}")
+        check_layout(self.layout, self.folder)
 
 
 AVVP_FEATS = (

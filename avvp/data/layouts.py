@@ -33,6 +33,12 @@ CLAP_TOKENS = 64  # 2 frequency x 32 time groups
 FALLBACK_BY_LENGTH = {RESNET_FRAMES: FRAMES, NUM_SEGMENTS: SEGMENTS, CLAP_TOKENS: TOKENS}
 
 
+def check_layout(layout: str, where: str) -> None:
+    """ValueError unless `layout` is one of LAYOUTS (`where` names the array in the message)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"{where}: layout must be one of {LAYOUTS}, got {layout!r}")
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """One per-video feature array: which modality it describes, its shape and its layout."""
@@ -42,8 +48,7 @@ class FeatureSpec:
     layout: str  # one of LAYOUTS
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        check_layout(self.layout, f"{self.modality} feature {self.shape}")
 
 
 def layout_by_length(length: int) -> str | None:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from avvp.data.layouts import LAYOUTS
+from avvp.data.layouts import check_layout
 from avvp.extract.backbones.weights import (
     InputRecipe,
     ResolvedWeights,
@@ -74,8 +74,7 @@ class OutputSpec:
     attrs: dict[str, Any] = field(default_factory=dict)  # fps / sample_rate and the like
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"{self.path}: layout must be one of {LAYOUTS}, got {self.layout!r}")
+        check_layout(self.layout, self.path)
 
 
 @dataclass(frozen=True)

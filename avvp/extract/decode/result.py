@@ -29,7 +29,7 @@ class SelectedFrames:
     times: np.ndarray  # (num_frames,) source timestamps in seconds
     # reference profile only: VALOR's 10 CLIP frames, round(linspace(0, N-1, 10)) over all N
     segment_frames: np.ndarray | None = None
-    segment_indices: np.ndarray | None = None
+    segment_frame_indices: np.ndarray | None = None
 
 
 def assemble(
@@ -53,7 +53,7 @@ def assemble(
         audio_channels_in=info.audio.channels if info.audio else 0,
         padded_seconds=padded_seconds(info, options), warnings=tuple(warnings), profile=options.profile,
         segment_frames=video.segment_frames if video else None,
-        segment_frame_indices=video.segment_indices if video else None,
+        segment_frame_indices=video.segment_frame_indices if video else None,
     )
 
 

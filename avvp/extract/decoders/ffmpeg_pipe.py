@@ -30,11 +30,11 @@ from avvp.extract.decode.rules import (
     check_decodable,
     compact_in_place,
     cut_audio_window,
-    fit_audio,
     output_size,
     select_fps_frames,
 )
 from avvp.extract.decode.video import DecodedVideo, DecodeError, DecodeOptions
+
 
 def build_command(info: MediaInfo, options: DecodeOptions, audio_urls: list[str], *, video: bool) -> list[str]:
     """The ffmpeg command line: optional rawvideo on stdout, one f32le output per audio URL."""
@@ -99,9 +99,10 @@ class _FrameSink:
 
 
 def decode_audio(info: MediaInfo, options: DecodeOptions) -> tuple[dict[int, np.ndarray], str]:
-    """Audio only, through ffmpeg: {rate: (window*rate,) float32 mono}; zeros without audio."""
+    """Audio only, through ffmpeg: {rate: (window*rate,) float32 mono}; {} without audio (assemble()
+    gives the silence)."""
     if info.audio is None or not options.audio_rates:
-        return {r: fit_audio(np.zeros(0, np.float32), round(options.window * r)) for r in options.audio_rates}, ""
+        return {}, ""
     pipes, stderr = run_ffmpeg(lambda urls: build_command(info, options, urls, video=False),
                                len(options.audio_rates), info.path)
     return finish_audio(info, options, pipes), stderr

@@ -33,6 +33,7 @@ from avvp.extract.decode.process import FFMPEG_GLOBAL_ARGS, ffmpeg_binary, ffmpe
 from avvp.extract.decode.result import SelectedFrames, assemble, port_frame_times, stderr_warnings
 from avvp.extract.decode.rules import fit_audio, select_fps_frames
 from avvp.extract.decode.video import DecodedVideo, DecodeError, DecodeOptions
+
 NUM_SEGMENT_FRAMES = 10  # VALOR: one CLIP frame per 1 s segment
 
 
@@ -134,4 +135,4 @@ def _select_frames(info: MediaInfo, options: DecodeOptions, jpeg_stream: bytes, 
     times = port_frame_times(info, options, n, fps_indices, warnings, duration=duration,
                              max_frames=max(n, options.max_fps_frames) + 16)
     return SelectedFrames(frames=both[:len(fps_indices)], fps_indices=fps_indices, num_fps_frames=n, rule=rule,
-                          times=times, segment_frames=both[len(fps_indices):], segment_indices=seg_indices)
+                          times=times, segment_frames=both[len(fps_indices):], segment_frame_indices=seg_indices)
