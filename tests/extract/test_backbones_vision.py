@@ -307,7 +307,7 @@ def test_declarations_need_no_network_and_follow_the_options(monkeypatch):
 
 def test_docs_adding_a_backbone_example_is_true(tmp_path, monkeypatch):
     """The worked example of docs/architecture.md registers, declares, extracts and loads weights as shown."""
-    text = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
     section = text[text.index("## Adding a backbone"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     module = types.ModuleType("mybackbone_doc_example")  # as if it were avvp/extract/backbones/mybackbone.py

@@ -20,7 +20,7 @@ from avvp.train.config import DataConfig
 from avvp.train.data import TrainingData
 
 K = len(LLP_CLASSES)
-AVVP = Path(__file__).resolve().parent.parent / "avvp"
+AVVP = Path(__file__).resolve().parents[2] / "avvp"
 
 
 @pytest.fixture(scope="module")

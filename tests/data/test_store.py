@@ -138,7 +138,7 @@ def test_sigkill_mid_write_leaves_a_readable_store_that_completes(tmp_path, kill
     script.write_text(CHILD)
     p = tmp_path / "s.h5"
     n, big = 60, 200_000  # 0.8 MB per row: merges take long enough to be killed inside
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen([sys.executable, str(script), str(p), str(n), str(big)], stdout=subprocess.PIPE, text=True, env=env)
     merges = 0
     for line in proc.stdout:

@@ -20,7 +20,7 @@ from tests.helpers import media
 from avvp.extract.decode import DecodeError, decode_video, ffmpeg_binary, ffprobe_binary
 from avvp.registry import Registry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXTRACT = ROOT / "avvp" / "extract"
 
 
