@@ -1,5 +1,6 @@
-"""Shared pytest configuration: the environment defaults, the media fixtures (a plugin,
-`tests/helpers/media_fixtures.py`) and a one-thread fixture for tiny models.
+"""Shared pytest configuration: the environment defaults, two plugins (the media fixtures,
+`tests/helpers/media_fixtures.py`; the test tiers and `--unit`, `tests/helpers/tiers.py`) and a one-thread
+fixture for tiny models.
 
 The test session is a program like the console scripts: it applies the same environment defaults
 (avvp._env: offline hub, loopback-only Ray) before anything imports transformers, laion_clap or ray
@@ -10,18 +11,10 @@ from avvp._env import apply_defaults
 
 apply_defaults()
 
-import shutil  # noqa: E402
-
 import pytest  # noqa: E402
 
-pytest_plugins = ["tests.helpers.media_fixtures"]
-
-
-def pytest_configure(config):
-    # No silent skips: media fixtures need the ffmpeg binaries, so their absence is an error.
-    missing = [b for b in ("ffmpeg", "ffprobe") if shutil.which(b) is None]
-    if missing:
-        raise pytest.UsageError(f"tests need {', '.join(missing)} on PATH (apt-get install ffmpeg)")
+# ffmpeg is needed only by the tests marked `ffmpeg` (tiers.py marks them; without it they error, not skip)
+pytest_plugins = ["tests.helpers.media_fixtures", "tests.helpers.tiers"]
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,7 @@ def _actor_cpus(requested: float, num_workers: int, cluster_cpus: float, on_gpu:
     would reserve every CPU of the cluster (e.g. 2 CPU actors on a 2-CPU machine), no decode task could
     ever be scheduled and the run would hang. A fractional reservation is no way out on a multi-node
     cluster: 2 actors x 0.5 CPU on two 1-CPU nodes leave half a CPU per node and decoding still hangs
-    (measured, tests/test_ray_cluster.py). So such actors reserve nothing and share the CPUs (and say so)."""
+    (measured, tests/pipeline/test_ray_cluster.py). So such actors reserve nothing and share the CPUs (and say so)."""
     if on_gpu or cluster_cpus <= 0 or num_workers * requested <= cluster_cpus - 1:
         return requested
     print(f"avvp-extract: {num_workers} actors x {requested:g} CPU would leave no CPU for decoding on a "

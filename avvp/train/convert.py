@@ -2,7 +2,7 @@
 
 Each official network's parameters are renamed (and, where avvp keeps K per-class Linear layers as one
 `ClassWiseLinear`, stacked) onto avvp's model built with the matching preset. The rules are written from
-the public code (key names and shapes; tests/test_convert.py pins them):
+the public code (key names and shapes; tests/train/test_convert.py pins them):
 
     han      YapengTian/AVVP-ECCV20 nets/net_audiovisual.py      MMIL_Net
     valor    Franklin905/VALOR main_network.py                  MMIL_Net (valor, valor+, valor++ scripts)

@@ -13,7 +13,7 @@ from avvp.data.store import Store  # noqa: E402
 from avvp.pipeline import ExtractionError, extract  # noqa: E402
 
 # the clean profile pads short clips to a 10 s window (the reference profile, like the official AVVP
-# scripts, rejects clips without ten 0.96 s examples: tests/test_profiles.py)
+# scripts, rejects clips without ten 0.96 s examples: tests/extract/test_profiles.py)
 ARGS = ["--backbone", "vggish", "--weights", "random", "--executor", "local", "--no-progress", "--profile", "clean"]
 
 

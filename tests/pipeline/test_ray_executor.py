@@ -23,7 +23,7 @@ ray = pytest.importorskip("ray")
 from avvp.pipeline.ray_executor import init_ray, run_ray  # noqa: E402
 
 # clean profile: the 4 s clip is padded to a window (the reference profile rejects it for VGGish, as the
-# official scripts do: tests/test_profiles.py); executors must agree whatever the profile
+# official scripts do: tests/extract/test_profiles.py); executors must agree whatever the profile
 CFG = ExtractionConfig(backbones=("vggish", "r2plus1d"), weights="random", device="cpu", batch_videos=1,
                        profile="clean")
 
@@ -130,7 +130,7 @@ def test_actor_reservation_leaves_a_cpu_for_decoding():
 
     assert _actor_cpus(1.0, 1, 2.0, on_gpu=False) == 1.0
     assert _actor_cpus(1.0, 2, 2.0, on_gpu=False) == 0.0  # was a hang: 2 actors took both CPUs
-    # (0.5 each was a hang too on two 1-CPU nodes: half a CPU left per node, tests/test_ray_cluster.py)
+    # (0.5 each was a hang too on two 1-CPU nodes: half a CPU left per node, tests/pipeline/test_ray_cluster.py)
     assert _actor_cpus(1.0, 4, 16.0, on_gpu=False) == 1.0
     assert _actor_cpus(1.0, 8, 1.0, on_gpu=False) == 0.0
     assert _actor_cpus(1.0, 2, 2.0, on_gpu=True) == 1.0  # GPU actors: the GPU is the bound resource

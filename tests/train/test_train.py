@@ -232,7 +232,7 @@ def test_cli_valor_pp_tokens_and_clip_without_motion(store, tmp_path):
 
 def test_training_dims_carry_the_recorded_layouts(store, tmp_path):
     """The trainer reads each feature's `layout` attribute (stores without one fall back to the length
-    rule: tests/test_models.py)."""
+    rule: tests/models/test_models.py)."""
     cfg = tiny_cfg(store, tmp_path)
     cfg.data.audio, cfg.data.visual, cfg.data.motion = "clap_tokens", "resnet152", "r2plus1d"
     dims = TrainingData(cfg.data, splits=("test",)).dims
