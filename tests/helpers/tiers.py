@@ -44,7 +44,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
         "avvp.extract.decoders",
         "avvp.extract.reference_inputs",
         "avvp.extract.inputs.network_inputs",
-        "avvp.demo.clips.make_clip",  # make_clip and make_clips encode with ffmpeg
+        "avvp.demo.clips.make_",  # make_clip and make_clips encode with ffmpeg
         "avvp.demo.run",
         "avvp.pipeline.api",
         "avvp.pipeline.core.decode_",
