@@ -296,8 +296,9 @@ def _safe_load(path: Path, device: str | torch.device = "cpu") -> Mapping[str, A
         others = [g for g in found if g not in _V1_NUMPY_GLOBALS and not g.startswith("numpy.dtypes.")]
         if others:
             raise CheckpointError(f"{path}: not an avvp checkpoint (it needs code to load: {others[:5]})") from None
+        # numpy's array/scalar reconstructors and its dtype classes build data only
         allowed = [np.ndarray, np.dtype, np.core.multiarray._reconstruct, np.core.multiarray.scalar]
-        allowed += [getattr(np.dtypes, g.rsplit(".", 1)[1]) for g in found if g.startswith("numpy.dtypes.")]
+        allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
         with torch.serialization.safe_globals(allowed):
             obj = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, EOFError) as err:
@@ -455,7 +456,7 @@ def extraction_plan(ckpt: Checkpoint, *, weights: str | None = None, profile: st
         weights=weights or ("random" if any(p.random_weights for p in known) else "pretrained"),
         profile=profile or one([p.profile for p in known], "reference"),
         precision=precision or one([p.precision for p in known], "fp32"),
-        options=tuple((n, tuple(sorted(o.items()))) for n, o in sorted(options.items()) if n in names),
+        options=tuple((n, tuple(sorted(o.items()))) for n, o in sorted(options.items()) if n in names and o),
     )
 
 
