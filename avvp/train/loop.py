@@ -35,7 +35,7 @@ from avvp.metrics import MetricResult, evaluate
 from avvp.models import build_model, required_inputs
 from avvp.models.base import ParsingModel
 from avvp.registry import Registry
-from avvp.train.checkpoint import Checkpoint, load_weights_into, resume_state
+from avvp.train.checkpoint import Checkpoint, FeatureProvenance, load_weights_into, resume_state
 from avvp.train.config import ExperimentConfig, OptimConfig, dump_config
 from avvp.train.curves import LOGGERS, plot_curves
 from avvp.train.data import SplitData, TrainingData
@@ -187,7 +187,9 @@ class Trainer:
             model_name=self.cfg.model.name, model_options=model.options_dict(), config=self.cfg.to_dict(),
             classes=tuple(self.data.classes), input_dims=self.dims,
             state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-            provenance=tuple(getattr(self.data, "provenance", ())),
+            provenance=tuple(getattr(self.data, "provenance", None) or (  # a TrainingData stand-in without
+                FeatureProvenance(role, f"features/{name}", known=False)   # attributes: names only
+                for role, name in self.data.features.items() if name)),
             label_text={k: v for k, v in getattr(self.data, "text", {}).items()},
             selection={"epoch": epoch, "val": val, "rule": self.cfg.train.select, "metric": "val segment Type@AV"},
             resume=resume, avvp_version=__version__,
