@@ -204,6 +204,7 @@ def test_standardized_features_stop_until_folded(recorded, tmp_path):
     assert "trained on transformed features (z-score per dim, train split)" in _mismatch(changed)
 
 
+@pytest.mark.slow  # a real parse (CLIP ViT-B-32 built): ~10 s idle, ~30 s on a busy 2-core machine
 def test_cli_names_the_flag_and_records_an_accepted_mismatch(recorded, tmp_path, capsys):
     from avvp.cli.parse import main
 
