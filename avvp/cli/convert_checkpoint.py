@@ -4,7 +4,8 @@
 
 The official state dict is mapped key by key onto avvp's model with the matching preset
 (avvp.train.convert); unmatched, missing or mis-shaped keys stop it with the full list. The written file
-is accepted by `avvp-parse`, `avvp-train --init-from` and `avvp.train.loop.load_model`.
+is an `avvp.train.checkpoint.Checkpoint` (its provenance: the released features the official code trained
+on), accepted by `avvp-parse`, `avvp-train --init-from` and `Checkpoint.load`.
 """
 from __future__ import annotations
 

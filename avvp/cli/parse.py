@@ -3,10 +3,13 @@
     avvp-parse VIDEO... --checkpoint runs/NAME/best.pt [--out DIR] [--html [--embed-video]]
                [--weights pretrained|random] [--weights-dir DIR] [--device auto]
                [--gate global|modality|mmcse|none] [--no-gate] [--threshold 0.5]
-               [--backbone-opt BACKBONE.OPTION=VALUE ...]
+               [--backbone-opt BACKBONE.OPTION=VALUE ...] [--accept-feature-mismatch]
 
-The checkpoint says which features the model was trained on; only those backbones run, with the code of
-`avvp-extract`, on consecutive 10 s windows covering the whole video. Per video DIR gets
+The checkpoint says which features the model was trained on and how they were made (weights, options,
+profile, precision); only those backbones run, built that way, with the code of `avvp-extract`, on
+consecutive 10 s windows covering the whole video. A setting given here that makes the features differ
+stops the parse with one line naming each difference, unless --accept-feature-mismatch (then recorded in
+the timeline's meta). Per video DIR gets
 `<stem>.timeline.json`, `<stem>.png` and, with --html, `<stem>.html` (a self-contained page that plays the
 video with a cursor over the timeline). Exit codes: 0 = all parsed, 3 = some videos failed (listed),
 2 = could not start (bad arguments, checkpoint or weights unavailable).
@@ -37,21 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-video", action="store_true",
                    help="embed the video in the HTML page (base64) when it is at most --max-embed-mb")
     p.add_argument("--max-embed-mb", type=float, default=20.0)
-    p.add_argument("--weights", choices=[m for m in WEIGHT_MODES if m != "none"], default="pretrained",
-                   help="'random' runs the backbones with random weights: plumbing only, never meaningful")
+    p.add_argument("--weights", choices=[m for m in WEIGHT_MODES if m != "none"], default=None,
+                   help="default: what the checkpoint's features were made with; 'random' runs the backbones "
+                        "with random weights (meaningful only for a checkpoint trained on the same random features)")
     p.add_argument("--weights-dir", type=Path, help="folder with offline backbone weight files")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="fp32 (default, exact on every device; TF32 off on CUDA) or bf16/fp16 autocast "
-                        "(faster on GPUs and on CPUs with AMX/AVX512-BF16; recorded in the store)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="default: the checkpoint's features' precision (fp32 for released features); bf16/fp16 "
+                        "autocast is faster on GPUs but differs from fp32 features")
     p.add_argument("--decoder", default=None, help="decoding backend (default: the measured default)")
     p.add_argument("--profile", choices=PROFILES, default=None,
-                   help="network-input profile (default: the training store's, else reference; docs/decoding.md)")
+                   help="network-input profile (default: the checkpoint's features' profile; docs/decoding.md)")
     p.add_argument("--gate", choices=GATES.names(), default=None,
                    help="video-level gate (default: the one the checkpoint was evaluated with)")
     p.add_argument("--no-gate", action="store_true", help="same as --gate none: segment probabilities alone")
     p.add_argument("--threshold", type=float, default=0.5, help="segment/video probability threshold (default 0.5)")
-    add_backbone_option_args(p)  # options the training store recorded (e.g. clip.model) are its default
+    add_backbone_option_args(p)  # options the checkpoint recorded (e.g. clip.model) are its default
+    p.add_argument("--accept-feature-mismatch", action="store_true",
+                   help="parse even when the features would differ from the training ones (recorded in the timeline)")
     p.add_argument("--no-thumbnails", action="store_true", help="no frame strip in the PNG")
     return p
 
@@ -69,7 +75,7 @@ def config_from_args(args: argparse.Namespace):
         precision=args.precision, decoder=args.decoder, gate="none" if args.no_gate else args.gate,
         threshold=args.threshold, backbone_options=backbone_options_from_args(args, "avvp-parse"),
         thumbnails=not args.no_thumbnails,
-        profile=args.profile,
+        profile=args.profile, accept_feature_mismatch=args.accept_feature_mismatch,
     )
 
 

@@ -58,6 +58,35 @@ VALOR_RELEASE = (
 )
 
 
+@dataclass(frozen=True)
+class ReleaseRecipe:
+    """How a release's features were made, as far as a parse must reproduce them: the input profile and
+    precision of the official pipelines, their default backbone options and pretrained weights."""
+
+    profile: str = "reference"
+    precision: str = "fp32"
+    made_with: str = ""
+
+
+RELEASE_RECIPES = {
+    "avvp-feats": ReleaseRecipe(made_with="the official AVVP scripts: ffmpeg -r 8 JPEGs, ResNet-152 / R(2+1)D-18 "
+                                          "(torchvision ImageNet / Kinetics-400), TF VGGish raw embeddings"),
+    "valor-release": ReleaseRecipe(made_with="VALOR's scripts: CLIP ViT-L/14 (openai) on 10 frames, "
+                                             "CLAP 630k-fusion (HTS-AT tokens)"),
+}
+
+
+def release_recipe(release: str) -> ReleaseRecipe:
+    """The recipe of a release named in a store (`weights = released:<name>`); unknown names get the
+    reference defaults."""
+    return RELEASE_RECIPES.get(release, ReleaseRecipe())
+
+
+def released_array(store_path: str) -> ReleasedArray | None:
+    """The released folder that fills `store_path` (the first release declaring it), or None."""
+    return next((s for s in AVVP_FEATS + VALOR_RELEASE if s.store_path == store_path), None)
+
+
 @dataclass
 class ImportSummary:
     videos: int = 0

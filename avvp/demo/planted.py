@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from avvp.data.classes import NUM_CLASSES, NUM_SEGMENTS
 from avvp.metrics import MetricResult, evaluate_binary
 
-# role of a feature in the checkpoint → the input layer that reads it (HAN and every MMIL model of avvp)
-INPUT_LAYERS: dict[str, str] = {"audio": "projection.fc_a", "visual": "projection.fc_v"}
 SIGMA_FLOOR = 1e-8  # a constant dimension keeps σ = this (its z-score is 0 ± float noise; W/σ·0 stays 0)
 
 
@@ -42,26 +40,13 @@ class Standardization:
         return ((np.asarray(features, np.float64) - self.mean) / self.std).astype(np.float32)
 
 
-def fold_standardization(checkpoint: Mapping, stats: Mapping[str, Standardization]) -> dict:
-    """A copy of `checkpoint` whose input layers read raw features: for each role in `stats`
-    (audio/visual), W ← W/σ and b ← b − (W/σ)·μ. Raises KeyError for a role the model does not read
-    through a linear input layer."""
-    import torch
+def fold_standardization(checkpoint: Any, stats: Mapping[str, Standardization]) -> Any:
+    """The `Checkpoint` (avvp.train.checkpoint) of a model trained on z-scored features, turned into one that
+    reads raw features: for each role in `stats` (audio/visual) its input layer absorbs the z-scoring,
+    W <- W/sigma, b <- b - (W/sigma).mu (`avvp.train.checkpoint.fold_input_standardization`)."""
+    from avvp.train.checkpoint import fold_input_standardization
 
-    folded = dict(checkpoint)
-    state = dict(checkpoint["model"])
-    for role, st in stats.items():
-        layer = INPUT_LAYERS[role]
-        w = state[f"{layer}.weight"].to(torch.float64)
-        b = state[f"{layer}.bias"].to(torch.float64)
-        if w.shape[1] != st.mean.shape[0]:
-            raise ValueError(f"{layer} reads {w.shape[1]} dims but the {role} statistics have {st.mean.shape[0]}")
-        w_raw = w / torch.from_numpy(st.std)[None, :]
-        state[f"{layer}.weight"] = w_raw.to(torch.float32)
-        state[f"{layer}.bias"] = (b - w_raw @ torch.from_numpy(st.mean)).to(torch.float32)
-    folded["model"] = state
-    folded["standardization_folded"] = {role: {"mean": st.mean.tolist(), "std": st.std.tolist()} for role, st in stats.items()}
-    return folded
+    return fold_input_standardization(checkpoint, {role: (st.mean, st.std) for role, st in stats.items()})
 
 
 @dataclass(frozen=True)
@@ -163,8 +148,9 @@ def timeline_matrix(on: np.ndarray) -> np.ndarray:
 
 def write_standardized_store(src: str | Path, dst: str | Path, features: Sequence[str], stats: Mapping[str, Standardization]) -> None:
     """Copy the rows of store `src` (video records, labels, truth, the named features) to `dst` with the
-    features replaced by their z-scores; the feature attributes are kept (weights, profile, CLIP model:
-    `avvp-parse` inherits them from the training store) plus `standardized`."""
+    features replaced by their z-scores; the feature attributes are kept (weights, profile, CLIP model: the
+    trainer records them as the checkpoint's feature provenance) plus `standardized`, which the provenance
+    carries until `fold_standardization` removes it."""
     from avvp.data.store import Store, StoreWriter
 
     with Store(src) as s:

@@ -25,7 +25,6 @@ runs in-process through the library function behind that command. Step timings a
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -37,6 +36,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from avvp.demo.clips import DEMO_CLASSES, DemoClip, make_clips, plan_clips
+from avvp.demo.commands import extract_argv, parse_argv, shown, train_argv
 from avvp.demo.planted import HeldOutScores, Standardization, fold_standardization, format_comparison, \
     format_result, score_held_out, stack_truth, timeline_matrix, write_standardized_store
 
@@ -120,7 +120,7 @@ class Steps:
 
 
 def _cmd(prog: str, argv: Sequence[str]) -> str:
-    return f"$ {prog} {shlex.join([str(a) for a in argv])}"
+    return shown(prog, argv)
 
 
 def _weights(weights_dir: str | None) -> tuple[str, str | None]:
@@ -131,10 +131,6 @@ def _weights(weights_dir: str | None) -> tuple[str, str | None]:
     print("  NOTICE: no --weights-dir / $AVVP_WEIGHTS_DIR: the backbones run with RANDOM weights (recorded as "
           "random_weights in the store). Random convolutional features still tell the planted signals apart.")
     return "random", None
-
-
-def _weights_argv(weights: str, weights_dir: str | None) -> list[str]:
-    return ["--weights-dir", weights_dir] if weights == "pretrained" else ["--weights", "random"]
 
 
 def _extraction_config(weights: str, weights_dir: str | None):
@@ -167,14 +163,13 @@ def planted_overrides(cfg: PlantedConfig) -> list[str]:
 
 def run_planted(cfg: PlantedConfig, out: Path, weights_dir: str | None, steps: Steps) -> PlantedResult:
     """Part A (module docstring): clips → store → HAN → parse of the held-out clips → scores."""
-    import torch
-
     from avvp.data.store import StoreWriter
     from avvp.parse.run import ParseConfig, ParseFailure, parse_videos
     from avvp.pipeline.core import announce_random
     from avvp.pipeline.jobs import VideoJob
     from avvp.pipeline.local import run_local
     from avvp.train import train
+    from avvp.train.checkpoint import Checkpoint
 
     videos = out / "planted"
     store, train_store = out / "planted.h5", out / "planted_train.h5"
@@ -194,8 +189,7 @@ def run_planted(cfg: PlantedConfig, out: Path, weights_dir: str | None, steps: S
     weights, weights_dir = _weights(weights_dir)
     extraction = _extraction_config(weights, weights_dir)
     jobs = [VideoJob(id=c.name, path=str(p), split=s, weak=c.weak()) for c, p, s in zip(clips, paths, splits)]
-    argv = ["--videos", videos, *[a for b in extraction.backbones for a in ("--backbone", b)], "--backbone-opt", f"clip.model={CLIP_MODEL}",
-            "--profile", "clean", *_weights_argv(weights, weights_dir), "--executor", "local", "--out", store]
+    argv = extract_argv(extraction, videos, store)
     print("  (in-process: run_local(jobs, ExtractionConfig(...)); the jobs also carry each clip's split and weak "
           "labels, as --csv does for LLP)")
     announce_random(extraction)
@@ -219,25 +213,22 @@ def run_planted(cfg: PlantedConfig, out: Path, weights_dir: str | None, steps: S
                                       "# z-scores, train-split statistics"):
         write_standardized_store(store, train_store, list(PLANTED_FEATURES.values()), stats)
     exp = _han_config(train_store, run_dir, cfg)
-    argv = ["--model", "han", "--data", train_store, "--out", run_dir, "--audio", "vggish", "--visual", "clip,none",
-            "--epochs", cfg.epochs, "--batch-size", cfg.batch_size, "--no-progress",
-            *[a for o in planted_overrides(cfg) for a in ("--set", o)]]
-    with steps.command("avvp-train", _cmd("avvp-train", argv)):
+    with steps.command("avvp-train", _cmd("avvp-train", train_argv(exp))):
         fit = train(exp)
     print(f"  best epoch {fit.best_epoch}; the trainer's own scores on the store's test split (= the held-out "
           f"clips): segment Type@AV {fit.test.segment.type:.1f}" if fit.test else "")
     checkpoint = run_dir / "raw_features.pt"
-    with steps.command("fold", f">>> fold_standardization(torch.load({str(run_dir / 'best.pt')!r}), stats)  "
-                               f"# -> {checkpoint}: reads raw features"):
-        ckpt = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
-        torch.save(fold_standardization(ckpt, {role: stats[name] for role, name in PLANTED_FEATURES.items()}), checkpoint)
+    with steps.command("fold", f">>> fold_standardization(Checkpoint.load({str(run_dir / 'best.pt')!r}), stats)"
+                               f".save({str(checkpoint)!r})  # reads raw features"):
+        best = Checkpoint.load(run_dir / "best.pt")
+        fold_standardization(best, {role: stats[name] for role, name in PLANTED_FEATURES.items()}).save(checkpoint)
 
     steps.title("A4 parsing the held-out clips (avvp-parse) and scoring them against the planted truth")
     held_out = [(c, p) for c, p, s in zip(clips, paths, splits) if s == "test"]
-    parse_cfg = ParseConfig(checkpoint=str(checkpoint), out=str(parse_dir), html=cfg.html, weights=weights,
-                            weights_dir=weights_dir, device="cpu")
-    argv = [*[p for _, p in held_out[:2]], "...", "--checkpoint", checkpoint, "--out", parse_dir,
-            *(["--html"] if cfg.html else []), *_weights_argv(weights, weights_dir)]
+    # weights, profile, CLIP model: the checkpoint's provenance says how its features were made
+    parse_cfg = ParseConfig(checkpoint=str(checkpoint), out=str(parse_dir), html=cfg.html, weights_dir=weights_dir,
+                            device="cpu")
+    argv = parse_argv(parse_cfg, [*[p for _, p in held_out[:2]], "..."])
     with steps.command("avvp-parse", _cmd("avvp-parse", argv)):
         results = parse_videos([str(p) for _, p in held_out], parse_cfg)
     failures = [r for r in results if isinstance(r, ParseFailure)]
@@ -307,9 +298,7 @@ def run_synthetic(cfg: SyntheticPartConfig, out: Path, widths: dict[str, int], s
         for o in overrides:
             exp = apply_override(exp, o)
         exp.validate()
-        argv = [*flags[:2], "--data", store, "--out", runs[name], "--audio", "vggish", "--visual", "clip,r2plus1d",
-                *flags[2:], "--no-progress", *[a for o in overrides for a in ("--set", o)]]
-        with steps.command("avvp-train", _cmd("avvp-train", argv)):
+        with steps.command("avvp-train", _cmd("avvp-train", train_argv(exp))):
             train(exp)
 
     steps.title("B3 evaluation (avvp-eval): the ten official numbers on the synthetic test split")

@@ -137,6 +137,33 @@ class ParsingModel(nn.Module, abc.ABC):
     def options_dict(self) -> dict[str, Any]:
         return asdict(self.options)
 
+    def input_linear(self, role: str) -> nn.Linear | None:
+        """The linear layer that first reads the raw `role` features (audio | visual | motion), found in the
+        model's input block (a submodule with its own `input_linear`, e.g. `blocks.InputProjection`); None
+        when the model has none for that role."""
+        for module in self.modules():
+            if module is not self and not isinstance(module, ParsingModel) and hasattr(module, "input_linear"):
+                return module.input_linear(role)
+        return None
+
+    @torch.no_grad()
+    def fold_input_standardization(self, stats: Mapping[str, tuple[Any, Any]]) -> None:
+        """Make a model trained on per-dimension z-scores (x - mean) / std read the raw features: for each
+        role, W <- W / std and b <- b - (W / std) . mean in its input layer (float64 arithmetic)."""
+        for role, (mean, std) in stats.items():
+            layer = self.input_linear(role)
+            if layer is None:
+                raise ValueError(f"{type(self).__name__} has no linear input layer for the {role} features to fold into")
+            mean64 = torch.as_tensor(mean, dtype=torch.float64)
+            std64 = torch.as_tensor(std, dtype=torch.float64)
+            if layer.weight.shape[1] != mean64.shape[0]:
+                raise ValueError(f"the {role} input layer reads {layer.weight.shape[1]} dims but the statistics "
+                                 f"have {mean64.shape[0]}")
+            w = layer.weight.to(torch.float64) / std64[None, :]
+            bias = layer.bias.to(torch.float64) - w @ mean64
+            layer.weight.copy_(w.to(layer.weight.dtype))
+            layer.bias.copy_(bias.to(layer.bias.dtype))
+
     @abc.abstractmethod
     def forward(self, batch: Batch) -> ModelOutput:
         """Predict segment- and video-level probabilities."""

@@ -97,6 +97,18 @@ class InputProjection(nn.Module):
             self.fc_st = nn.Linear(dm, hidden)
             self.fc_fusion = nn.Linear(2 * hidden, hidden)
 
+    def input_linear(self, role: str) -> nn.Linear | None:
+        """The first linear map applied to each raw feature vector of `role`. Whatever runs before it (the
+        token map's bicubic interpolation) or between it and the next layer (frame averaging) mixes vectors
+        with weights summing to one, so an affine change of the raw inputs moves into this layer exactly."""
+        if role == "audio":
+            return self.fc_a.fc_a if self.audio_tokens else self.fc_a
+        if role == "visual":
+            return self.fc_v
+        if role == "motion" and self.has_motion:
+            return self.fc_st
+        return None
+
     def project_visual(self, visual: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
         v = self.fc_v(visual)
         if self.frames_per_segment:

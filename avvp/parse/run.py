@@ -1,12 +1,12 @@
 """`avvp-parse` end to end: a trained checkpoint + any video(s) → timeline JSON, PNG (and HTML).
 
-1. `load_parser` rebuilds the model from `best.pt` (`avvp.train.loop.load_model`) and reads which store
-   features it was trained on (`ckpt["features"]`: role → feature name, e.g. audio=vggish,
-   visual=clip, motion=r2plus1d). Only the backbones producing those features are built: the backbone
-   whose declared outputs (`Backbone.OUTPUTS`) hold `features/<name>` (clap_tokens comes from clap).
-   Backbone options that change the numbers (each backbone's `inherited_options`, e.g. the CLIP model
-   and tag) are taken from the training store's array attributes when that store is still there, unless
-   given explicitly.
+1. `load_parser` needs only the checkpoint (`avvp.train.checkpoint.Checkpoint`): it rebuilds the model
+   and, from the checkpoint's feature provenance, the backbones that remake its features (`extraction_plan`:
+   which backbones, weights random or pretrained, the options that change the numbers, the input profile,
+   the precision; features imported from a release use that release's recipe). Explicit settings win, and
+   then every way the features would differ from the training ones (`feature_differences`) stops the
+   parse with one line naming each, unless `accept_feature_mismatch` (`--accept-feature-mismatch`), which
+   the timeline's `meta` records next to the profile and the provenance.
 2. `parse_video` covers the whole duration with consecutive windows (0, 10, 20, ... s; the decoder pads
    the last, partial one) and runs, per window, exactly the extraction code of `avvp-extract`
    (`avvp.pipeline.core.decode_job` + `run_backbones`), so the features equal what the store holds for
@@ -20,7 +20,6 @@ A video that cannot be decoded or extracted gives a `ParseFailure` (stage + mess
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,18 +49,30 @@ class ParseConfig:
     html: bool = False
     embed_video: bool = False
     max_embed_bytes: int = 20 * 1024 * 1024
-    weights: str = "pretrained"  # "pretrained" | "random" (random only when asked for explicitly)
+    weights: str | None = None  # "pretrained" | "random"; None = what the checkpoint's features were made with
     weights_dir: str | None = None
     device: str = "auto"
-    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (autocast, recorded as the arrays' `precision`)
+    precision: str | None = None  # "fp32" | "bf16" | "fp16"; None = the checkpoint's (fp32 for releases)
     decoder: str | None = None
     gate: str | None = None  # None = the checkpoint's evaluation gate (train.gate); "none" disables gating
     threshold: float = 0.5
     window: float = 10.0
-    # explicit backbone options, e.g. (("clip", (("model", "ViT-B-32"),)),); they win over inherited ones
+    # explicit backbone options, e.g. (("clip", (("model", "ViT-B-32"),)),); they win over the checkpoint's
     backbone_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
     thumbnails: bool = True
-    profile: str | None = None  # network-input profile; None = the training store's ("profile" attr), else reference
+    profile: str | None = None  # network-input profile; None = the checkpoint's features' profile
+    accept_feature_mismatch: bool = False  # parse even when the features differ from the training ones
+
+
+class FeatureMismatch(ValueError):
+    """What a parse would compute differs from what the model was trained on (one line, every difference)."""
+
+    def __init__(self, differences: Sequence[str]):
+        self.differences = list(differences)
+        super().__init__("the features this parse would compute differ from the model's training features: "
+                         + "; ".join(self.differences)
+                         + " (give the checkpoint's settings, or pass --accept-feature-mismatch to parse anyway; "
+                           "it is recorded in the timeline)")
 
 
 @dataclass
@@ -69,13 +80,14 @@ class Parser:
     """A loaded checkpoint, ready to parse videos: the model, what it needs, and the built backbones."""
 
     model: Any
-    checkpoint: dict[str, Any]
+    checkpoint: Any  # avvp.train.checkpoint.Checkpoint
     features: dict[str, str | None]  # role → feature name
     classes: list[str]
     extraction: Any  # ExtractionConfig of the needed backbones
     backbones: list[Any]
     text: dict[str, Any] = field(default_factory=dict)  # label-text embeddings for models that read them
     device: str = "cpu"
+    accepted: list[str] = field(default_factory=list)  # feature differences accepted by the user
 
     @property
     def random_weights(self) -> bool:
@@ -111,100 +123,49 @@ def needed_backbones(features: dict[str, str | None]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(backbone_for_feature(f) for f in features.values() if f))
 
 
-def inherited_options(store_path: str | None, backbones: Sequence[str], features: dict[str, str | None]) -> dict[str, dict[str, Any]]:
-    """Options recorded in the training store's feature attributes (each backbone's `inherited_options`)."""
-    if not store_path or not Path(store_path).exists():
-        return {}
-    from avvp.data.store import Store
-    from avvp.extract.backbones import BACKBONES
-
-    found: dict[str, dict[str, Any]] = {}
-    try:
-        with Store(store_path) as store:
-            for feature in (f for f in features.values() if f):
-                name = backbone_for_feature(feature)
-                keys = BACKBONES.get(name).inherited_options
-                if not keys or name not in backbones or not store.has(f"features/{feature}"):
-                    continue
-                attrs = store.attrs(f"features/{feature}")
-                values = {k: _plain(attrs[k]) for k in keys if k in attrs}
-                if values:
-                    found.setdefault(name, {}).update(values)
-    except Exception as err:  # noqa: BLE001 - an unreadable old store must not stop a parse
-        print(f"avvp-parse: note: could not read backbone options from {store_path}: {err}", file=sys.stderr)
-        return {}
-    return found
-
-
-def inherited_profile(store_path: str | None, features: dict[str, str | None]) -> str | None:
-    """The input profile the training store's features were extracted with (their "profile" attribute),
-    so a parse feeds the model inputs made the same way; None when unknown."""
-    if not store_path or not Path(store_path).exists():
-        return None
-    from avvp.data.store import Store
-
-    try:
-        with Store(store_path) as store:
-            for feature in (f for f in features.values() if f):
-                if store.has(f"features/{feature}"):
-                    value = store.attrs(f"features/{feature}").get("profile")
-                    if value is not None:
-                        return str(_plain(value))
-    except Exception as err:  # noqa: BLE001 - an unreadable old store must not stop a parse
-        print(f"avvp-parse: note: could not read the input profile from {store_path}: {err}", file=sys.stderr)
-    return None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    return value
-
-
 def load_parser(cfg: ParseConfig) -> Parser:
-    """Load the checkpoint and build the backbones its features need."""
+    """Load the checkpoint, build the backbones its feature provenance names, and check that they make the
+    features the model was trained on (FeatureMismatch otherwise, unless cfg.accept_feature_mismatch)."""
     from avvp.pipeline.core import ExtractionConfig, load_backbones
-    from avvp.train.loop import load_model
+    from avvp.train.checkpoint import Checkpoint, extraction_plan, feature_differences
 
     device = ExtractionConfig(device=cfg.device).resolved_device()
-    model, ckpt = load_model(cfg.checkpoint, device)
-    features = dict(ckpt.get("features") or {})
+    ckpt = Checkpoint.load(cfg.checkpoint)
+    features = ckpt.features
     if not features.get("audio") or not features.get("visual"):
         raise ValueError(f"{cfg.checkpoint}: the checkpoint does not name its audio/visual features ({features})")
-    names = needed_backbones(features)
-    store_path = (ckpt.get("config") or {}).get("data", {}).get("store")
-    options = inherited_options(store_path, names, features)
-    for name, opts in cfg.backbone_options:
-        options.setdefault(name, {}).update(dict(opts))
+    plan = extraction_plan(ckpt, weights=cfg.weights, profile=cfg.profile, precision=cfg.precision,
+                           backbone_options=cfg.backbone_options)
     extraction = ExtractionConfig(
-        backbones=names, weights=cfg.weights, weights_dir=cfg.weights_dir, device=device,
-        precision=cfg.precision, decoder=cfg.decoder, start=0.0, window=cfg.window,
-        backbone_options=tuple((n, tuple(sorted(o.items()))) for n, o in sorted(options.items())),
-        profile=cfg.profile or inherited_profile(store_path, features) or "reference",
+        backbones=plan.backbones, weights=plan.weights, weights_dir=cfg.weights_dir, device=device,
+        precision=plan.precision, decoder=cfg.decoder, start=0.0, window=cfg.window,
+        backbone_options=plan.options, profile=plan.profile,
     )
     backbones = load_backbones(extraction)
-    parser = Parser(model=model, checkpoint=ckpt, features=features, classes=list(ckpt["classes"]),
-                    extraction=extraction, backbones=backbones, device=device)
-    parser.text = _label_text(parser, store_path)
+    differences = feature_differences(ckpt, backbones)
+    if differences and not cfg.accept_feature_mismatch:
+        raise FeatureMismatch(differences)
+    parser = Parser(model=ckpt.build_model(device), checkpoint=ckpt, features=features, classes=list(ckpt.classes),
+                    extraction=extraction, backbones=backbones, device=device, accepted=differences)
+    parser.text = _label_text(parser)
     return parser
 
 
-def _label_text(parser: Parser, store_path: str | None) -> dict[str, Any]:
-    """Label-text embeddings for models that consume them (LEAP, LINK): from the training store, else
-    from the backbone that computes them."""
+def _label_text(parser: Parser) -> dict[str, Any]:
+    """Label-text embeddings for models that consume them (LEAP, LINK): the checkpoint carries the ones it
+    was trained with; a migrated version-1 checkpoint falls back to its training store, else the backbone."""
     import torch
 
-    wanted = [name for name, _ in parser.checkpoint["input_dims"].get("text_dims", ())]
-    if not wanted:
-        return {}
-    text: dict[str, Any] = {}
-    if store_path and Path(store_path).exists():
+    ckpt = parser.checkpoint
+    wanted = [name for name, _ in ckpt.input_dims.text_dims]
+    text: dict[str, Any] = {n: ckpt.label_text[n].float() for n in wanted if n in ckpt.label_text}
+    store_path = (ckpt.config.get("data") or {}).get("store")
+    missing = [n for n in wanted if n not in text]
+    if missing and store_path and Path(store_path).exists():
         from avvp.data.store import Store
 
         with Store(store_path) as store:
-            for name in wanted:
+            for name in missing:
                 if store.has(f"text/{name}"):
                     text[name] = torch.from_numpy(np.asarray(store.read(f"text/{name}"), dtype=np.float32))
     for name in (n for n in wanted if n not in text):
@@ -214,8 +175,8 @@ def _label_text(parser: Parser, store_path: str | None) -> dict[str, Any]:
             BACKBONES.get(name)(parser.extraction.backbone_config(name))
         arrays = backbone.dataset_arrays()
         if f"text/{name}" not in arrays:
-            raise ValueError(f"the model needs text/{name} label embeddings, which neither the training store "
-                             f"({store_path}) nor the {name} backbone provides")
+            raise ValueError(f"the model needs text/{name} label embeddings, which neither the checkpoint nor the "
+                             f"{name} backbone provides")
         text[name] = torch.from_numpy(np.asarray(arrays[f"text/{name}"][0], dtype=np.float32))
     return {k: v.to(parser.device) for k, v in text.items()}
 
@@ -273,19 +234,19 @@ def _predict(parser: Parser, per_window: list[dict[str, np.ndarray]], starts: li
 
     from avvp.models.base import Batch
 
-    dims = parser.checkpoint["input_dims"]
+    dims = parser.checkpoint.input_dims
 
     def stack(role: str) -> torch.Tensor | None:
         feature = parser.features.get(role)
         if not feature:
             return None
         arr = np.stack([w[f"features/{feature}"] for w in per_window]).astype(np.float32)
-        expected = tuple(dims[role])
+        expected = tuple(getattr(dims, role))
         if arr.shape[1:] != expected:
             raise ValueError(
                 f"the checkpoint expects {role} features {expected} from features/{feature}, extraction gave "
-                f"{arr.shape[1:]}; extract with the backbone options the model was trained with (e.g. --backbone-opt "
-                f"clip.model=NAME)"
+                f"{arr.shape[1:]}; parse with the backbone options the model was trained with (avvp-info "
+                f"CHECKPOINT lists them)"
             )
         return torch.from_numpy(arr).to(parser.device)
 
@@ -346,13 +307,16 @@ def parse_video(parser: Parser, video: str, cfg: ParseConfig, stem: str | None =
     t1 = time.perf_counter()
     windows = _predict(parser, per_window, starts)
     ckpt = parser.checkpoint
-    gate = cfg.gate or (ckpt.get("config") or {}).get("train", {}).get("gate", "global")
+    gate = cfg.gate or ckpt.gate
+    ex = parser.extraction
     meta = {
-        "checkpoint": str(cfg.checkpoint), "model": ckpt.get("model_name"),
-        "preset": (ckpt.get("config") or {}).get("preset"), "epoch": ckpt.get("epoch"),
-        "features": parser.features, "backbones": list(parser.extraction.backbones),
-        "backbone_options": {n: dict(o) for n, o in parser.extraction.backbone_options},
-        "random_weights": parser.random_weights, "has_audio": bool(first[1].has_audio),
+        "checkpoint": str(cfg.checkpoint), "model": ckpt.model_name, "preset": ckpt.preset, "epoch": ckpt.epoch,
+        "features": parser.features, "backbones": list(ex.backbones),
+        "backbone_options": {n: dict(o) for n, o in ex.backbone_options},
+        "random_weights": parser.random_weights, "weights": ex.weights, "profile": ex.profile,
+        "precision": ex.precision, "has_audio": bool(first[1].has_audio),
+        "provenance": [p.to_dict() for p in ckpt.provenance],
+        "feature_mismatch_accepted": list(parser.accepted),
     }
     timeline = build_timeline(windows, parser.classes, duration,
                               TimelineConfig(threshold=cfg.threshold, gate=gate, window=cfg.window),

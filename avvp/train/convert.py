@@ -20,14 +20,15 @@ value, or a shape mismatch stops the conversion with the full list. avvp-only bu
 table: the packaged GloVe rows, which the official code feeds as an input) come from avvp itself.
 
 `convert_state_dict(source, state_dict)` → (model, report); `convert_checkpoint(source, path, out)` writes
-an avvp checkpoint (format of avvp.train.loop) that `load_model`, prediction and `avvp-parse` accept;
+an avvp `Checkpoint` (avvp.train.checkpoint; its provenance: the released features) that prediction,
+`--init-from` and `avvp-parse` accept;
 `to_official(source, model)` is the inverse (round trip exact).
 """
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -262,21 +263,14 @@ def key_map(layout: OfficialLayout, model: ParsingModel) -> tuple[dict[str, str]
 
 
 def strip_wrappers(obj: Any) -> dict[str, torch.Tensor]:
-    """The state dict inside a checkpoint object: a plain state dict, or {"state_dict"|"model"|...: it};
-    DataParallel's "module." prefix removed."""
-    if isinstance(obj, torch.nn.Module):
-        obj = obj.state_dict()
-    if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        for key in ("state_dict", "model_state_dict", "model", "net"):
-            if isinstance(obj.get(key), Mapping):
-                return strip_wrappers(obj[key])
-        raise ConversionError(f"no state dict found in the checkpoint (top-level keys: {sorted(obj)[:20]})")
-    if not isinstance(obj, Mapping):
-        raise ConversionError(f"expected a state dict, got {type(obj).__name__}")
-    keys = list(obj)
-    if keys and all(k.startswith("module.") for k in keys):
-        return {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+    """The state dict inside an official checkpoint object (`avvp.extract.backbones.weights.unwrap_state_dict`,
+    avvp's one unwrapping rule), as a ConversionError when there is none."""
+    from avvp.extract.backbones.weights import unwrap_state_dict
+
+    try:
+        return unwrap_state_dict(obj)
+    except ValueError as err:
+        raise ConversionError(f"{err} in the checkpoint") from None
 
 
 def convert_state_dict(source: str, official: Mapping[str, torch.Tensor]) -> tuple[ParsingModel, ConversionReport]:
@@ -381,8 +375,10 @@ def _sha256(path: Path) -> str:
 
 
 def convert_checkpoint(source: str, official_path: str | Path, out_path: str | Path) -> ConversionReport:
-    """Read an official checkpoint file, convert it (`convert_state_dict`) and write an avvp checkpoint."""
-    from avvp.train.loop import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+    """Read an official checkpoint file, convert it (`convert_state_dict`) and write an avvp `Checkpoint`
+    whose provenance is the released features the official code trained on."""
+    from avvp import __version__
+    from avvp.train.checkpoint import Checkpoint, released_provenance
 
     official_path, out_path = Path(official_path), Path(out_path)
     if not official_path.is_file():
@@ -393,19 +389,17 @@ def convert_checkpoint(source: str, official_path: str | Path, out_path: str | P
         raise ConversionError(f"{official_path}: not a loadable state-dict checkpoint ({type(err).__name__}: {err})") from None
     model, report = convert_state_dict(source, obj)
     cfg = layout_config(source)
-    dims = layout_dims(cfg)
-    ckpt = {
-        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": cfg.to_dict(),
-        "model_name": cfg.model.name, "model_options": model.options_dict(), "input_dims": asdict(dims),
-        "features": {"audio": cfg.data.audio, "visual": cfg.data.visual, "motion": cfg.data.motion},
-        "classes": list(LLP_CLASSES), "epoch": 0, "val": None,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "converted_from": {"source": source, "repository": LAYOUTS.get(source).repository,
-                           "file": str(official_path), "sha256": _sha256(official_path),
-                           "ignored_keys": report.ignored},
-    }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, out_path)
+    features = {"audio": cfg.data.audio, "visual": cfg.data.visual, "motion": cfg.data.motion}
+    Checkpoint(
+        model_name=cfg.model.name, model_options=model.options_dict(), config=cfg.to_dict(),
+        classes=tuple(LLP_CLASSES), input_dims=layout_dims(cfg),
+        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        provenance=released_provenance(features), selection={"epoch": 0, "val": None},
+        origin={"converted_from": {"source": source, "repository": LAYOUTS.get(source).repository,
+                                   "file": str(official_path), "sha256": _sha256(official_path),
+                                   "ignored_keys": report.ignored}},
+        avvp_version=__version__,
+    ).save(out_path)
     return report
 
 

@@ -28,6 +28,7 @@ import torch
 from avvp.data.groundtruth import ground_truth_for, has_stored_ground_truth
 from avvp.data.store import Store
 from avvp.models.base import Batch, InputDims
+from avvp.train.checkpoint import provenance_from_store
 from avvp.train.config import DataConfig
 from avvp.train.labels import Targets, load_targets
 
@@ -140,6 +141,8 @@ class TrainingData:
             recorded = {role: store.attrs(f"features/{name}").get("layout")
                         for role, name in self.features.items() if name is not None}
             self.layouts = {role: str(value) for role, value in recorded.items() if value is not None}
+            # how each input was made (the arrays' attributes), carried into every checkpoint
+            self.provenance = provenance_from_store(store, self.features, sorted(self.text))
             for split in splits:
                 self.splits[split] = self._load_split(store, split)
 

@@ -4,8 +4,9 @@ Per epoch e = 1..E: set the learning rate of epoch e (`SCHEDULES`), train one pa
 training split (permutation from a generator seeded by (seed, e), so the order does not depend on any
 other RNG use), evaluate the validation split with the official metric, keep `best.pt` by val
 segment-level Type@AV under the preset's rule (`train.select`: ">=", ">" or "last"; test is never
-looked at during training), append a line to metrics.jsonl and write last.pt (model + optimiser +
-RNG states + epoch + selection state) so that `--resume` continues bit-exactly. At the end best.pt is
+looked at during training), append a line to metrics.jsonl and write last.pt (the same `Checkpoint` as
+best.pt plus its `resume` state: optimiser, RNG states, epoch, selection state) so that `--resume`
+continues bit-exactly. Both are written by `Trainer.write_checkpoint` (avvp.train.checkpoint owns the format). At the end best.pt is
 loaded, predictions_{val,test}.h5 and metrics_final.json are written and the ten numbers printed.
 
 Schedules (lr of epoch e, epochs counted from 1):
@@ -22,7 +23,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -32,15 +33,14 @@ from torch import nn
 
 from avvp.metrics import MetricResult, evaluate
 from avvp.models import build_model, required_inputs
-from avvp.models.base import InputDims, ParsingModel
+from avvp.models.base import ParsingModel
 from avvp.registry import Registry
+from avvp.train.checkpoint import Checkpoint, FeatureProvenance, load_weights_into, resume_state
 from avvp.train.config import ExperimentConfig, OptimConfig, dump_config
 from avvp.train.curves import LOGGERS, plot_curves
 from avvp.train.data import SplitData, TrainingData
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = "avvp-checkpoint"
-CHECKPOINT_VERSION = 1
 SELECT_KEY = ("segment", "type")  # val segment-level Type@AV
 
 # ------------------------------------------------------------------------------------ schedules
@@ -103,7 +103,11 @@ def shuffle_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def rng_states() -> dict[str, Any]:
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG state as tensors and builtins (a checkpoint loads with weights_only)."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    states = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(key.astype(np.int64)), int(pos),
+                                                     int(has_gauss), float(gauss)),
+              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -111,56 +115,18 @@ def rng_states() -> dict[str, Any]:
 
 def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    kind, key, pos, has_gauss, gauss = states["numpy"]
+    key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)  # version-1 last.pt: an ndarray
+    np.random.set_state((kind, key.astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def input_dims_from_dict(d: dict[str, Any]) -> InputDims:
-    return InputDims(
-        audio=tuple(d["audio"]), visual=tuple(d["visual"]), motion=tuple(d["motion"]) if d["motion"] else None,
-        num_classes=int(d["num_classes"]), text_dims=tuple((str(k), int(v)) for k, v in d.get("text_dims", ())),
-        # checkpoints written before layouts were recorded have none: the length rule applies
-        layouts=tuple((str(k), str(v)) for k, v in d.get("layouts", ())),
-    )
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ParsingModel, dict[str, Any]]:
-    """Rebuild a trained model from best.pt/last.pt (what `avvp-parse` needs). Returns (model in eval mode, ckpt)."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an avvp checkpoint (format {ckpt.get('format')!r})")
-    model = build_model(ckpt["model_name"], ckpt["model_options"], input_dims_from_dict(ckpt["input_dims"]))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt
-
-
-def init_weights(model: ParsingModel, model_name: str, path: str | os.PathLike) -> None:
-    """Fine-tuning start: copy the weights of an avvp checkpoint (best.pt/last.pt of a run, or one written
-    by `avvp-convert-checkpoint`) into `model`; the model name, every key and every shape must agree."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"--init-from {path}: not an avvp checkpoint (no 'model' weights); convert an official "
-                         "checkpoint with avvp-convert-checkpoint first")
-    name = ckpt.get("model_name", (ckpt.get("config") or {}).get("model", {}).get("name"))
-    if name is not None and name != model_name:
-        raise ValueError(f"--init-from {path}: a {name!r} checkpoint cannot initialise a {model_name!r} model")
-    theirs, ours = ckpt["model"], model.state_dict()
-    missing = sorted(set(ours) - set(theirs))
-    unexpected = sorted(set(theirs) - set(ours))
-    misshaped = sorted(f"{k} {tuple(theirs[k].shape)} vs {tuple(ours[k].shape)}" for k in set(ours) & set(theirs)
-                       if tuple(theirs[k].shape) != tuple(ours[k].shape))
-    if missing or unexpected or misshaped:
-        raise ValueError(f"--init-from {path} does not fit the configured model (are the features/options the "
-                         f"checkpoint's?): missing {missing[:10]}, unexpected {unexpected[:10]}, mis-shaped {misshaped[:10]}")
-    model.load_state_dict(theirs)
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ParsingModel, Checkpoint]:
+    """Rebuild a trained model from best.pt/last.pt: (model in eval mode on `device`, its Checkpoint)."""
+    ckpt = Checkpoint.load(path)
+    return ckpt.build_model(device), ckpt
 
 
 # -------------------------------------------------------------------------------------- results
@@ -207,19 +173,29 @@ class Trainer:
         seed_everything(self.cfg.train.seed, self.cfg.train.deterministic)
         model = build_model(self.cfg.model.name, self.cfg.model.options, self.dims).to(self.device)
         if self.cfg.train.init_from:
-            init_weights(model, self.cfg.model.name, self.cfg.train.init_from)
+            load_weights_into(model, self.cfg.model.name, self.cfg.train.init_from)
         optimizer = OPTIMIZERS.get(self.cfg.optim.optimizer)(model.parameters(), self.cfg.optim)
         return model, optimizer
 
-    def _checkpoint(self, model: ParsingModel, epoch: int, val: dict | None) -> dict[str, Any]:
-        options = model.options_dict()
-        return {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-            "config": self.cfg.to_dict(), "model_name": self.cfg.model.name, "model_options": options,
-            "input_dims": asdict(self.dims), "features": dict(self.data.features),
-            "classes": list(self.data.classes), "epoch": epoch, "val": val,
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        }
+    def write_checkpoint(self, path: Path, model: ParsingModel, epoch: int, val: dict | None,
+                         resume: dict[str, Any] | None = None) -> Checkpoint:
+        """best.pt (resume None) and last.pt (resume: optimiser, RNG, selection state): one shape. The
+        feature provenance is what `TrainingData` read from the store's attributes."""
+        from avvp import __version__
+
+        ckpt = Checkpoint(
+            model_name=self.cfg.model.name, model_options=model.options_dict(), config=self.cfg.to_dict(),
+            classes=tuple(self.data.classes), input_dims=self.dims,
+            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            provenance=tuple(getattr(self.data, "provenance", None) or (  # a TrainingData stand-in without
+                FeatureProvenance(role, f"features/{name}", known=False)   # attributes: names only
+                for role, name in self.data.features.items() if name)),
+            label_text={k: v for k, v in getattr(self.data, "text", {}).items()},
+            selection={"epoch": epoch, "val": val, "rule": self.cfg.train.select, "metric": "val segment Type@AV"},
+            resume=resume, avvp_version=__version__,
+        )
+        ckpt.save(path)
+        return ckpt
 
     # -- inference
     @torch.no_grad()
@@ -291,7 +267,7 @@ class Trainer:
         model, optimizer = self._build()
         start, best, best_epoch = 1, None, 0
         if resume and last_path.exists():
-            state = torch.load(last_path, map_location=self.device, weights_only=False)
+            state = resume_state(last_path, self.device)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             set_rng_states(state["rng"])
@@ -325,15 +301,17 @@ class Trainer:
             selected = self._improved(value, best)
             if selected:
                 best, best_epoch = value, epoch
-                _atomic_save(self._checkpoint(model, epoch, val.as_dict()), best_path)
+                self.write_checkpoint(best_path, model, epoch, val.as_dict())
             record = {"epoch": epoch, "lr": lr, "seconds": round(time.perf_counter() - t0, 3), "train": losses,
                       "val": val.as_dict(), "selected": selected}
             with metrics_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             epoch_logger.log(record)
             plot_curves(metrics_path, self.out / "curves.png")  # redrawn from metrics.jsonl (resume included)
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                          "best": best, "best_epoch": best_epoch, "rng": rng_states(), "config": cfg.to_dict()}, last_path)
+            self.write_checkpoint(last_path, model, epoch, val.as_dict(), resume={
+                "optimizer": optimizer.state_dict(), "epoch": epoch, "best": None if best is None else float(best),
+                "best_epoch": best_epoch,
+                "rng": rng_states()})
             if cfg.train.progress:
                 print(f"epoch {epoch:3d}  lr {lr:.3g}  loss {losses.get('total', float('nan')):.4f}  "
                       f"val seg Type@AV {value:6.2f}{'  *' if selected else ''}  ({record['seconds']:.1f} s)", flush=True)
@@ -353,16 +331,16 @@ class Trainer:
                 self.out / f"predictions_{split_name}.h5", [str(v) for v in split.ids], pred["audio"], pred["visual"],
                 pred["video"], pred["audio_video"], pred["visual_video"],
                 attrs={"model": self.cfg.model.name, "preset": self.cfg.preset, "checkpoint": "best.pt",
-                       "epoch": int(ckpt["epoch"]), "gate": self.cfg.train.gate},
+                       "epoch": ckpt.epoch, "gate": self.cfg.train.gate},
                 classes=self.data.classes,
             )
             if split.gt_audio is not None:
                 results[split_name] = self.score(split, pred)
-        final = {"preset": self.cfg.preset, "model": self.cfg.model.name, "best_epoch": int(ckpt["epoch"]),
+        final = {"preset": self.cfg.preset, "model": self.cfg.model.name, "best_epoch": ckpt.epoch,
                  "select": self.cfg.train.select, "gate": self.cfg.train.gate,
                  **{k: v.as_dict() for k, v in results.items()}}
         (self.out / "metrics_final.json").write_text(json.dumps(final, indent=1))
         if self.cfg.train.progress:
-            print(f"best epoch {ckpt['epoch']} (val segment Type@AV, rule {self.cfg.train.select!r})")
+            print(f"best epoch {ckpt.epoch} (val segment Type@AV, rule {self.cfg.train.select!r})")
             print(format_table(results), flush=True)
-        return FitResult(int(ckpt["epoch"]), results.get("val"), results.get("test"), self.out)
+        return FitResult(ckpt.epoch, results.get("val"), results.get("test"), self.out)

@@ -101,7 +101,12 @@ def test_fold_standardization_is_exact():
     raw_a = (5e-3 + 2e-4 * rng.standard_normal((3, 10, 12))).astype(np.float32)
     raw_v = (3e-2 + 7e-3 * rng.standard_normal((3, 10, 20))).astype(np.float32)
     stats = {"audio": Standardization.fit(raw_a), "visual": Standardization.fit(raw_v)}
-    ckpt = {"model": {k: v.clone() for k, v in model.state_dict().items()}}
+    from avvp.train.checkpoint import Checkpoint, FeatureProvenance
+
+    ckpt = Checkpoint("han", model.options_dict(), {}, tuple(LLP_CLASSES), dims,
+                      {k: v.clone() for k, v in model.state_dict().items()},
+                      provenance=(FeatureProvenance("audio", "features/vggish", standardized="z-score"),
+                                  FeatureProvenance("visual", "features/clip", standardized="z-score")))
 
     def run(m, a, v):
         batch = Batch(audio=torch.from_numpy(a), visual=torch.from_numpy(v), motion=None,
@@ -111,9 +116,12 @@ def test_fold_standardization_is_exact():
         return out.audio_seg.numpy(), out.visual_seg.numpy(), out.video.numpy()
 
     on_z = run(model, stats["audio"].apply(raw_a), stats["visual"].apply(raw_v))
-    folded = MODELS.get("han")(MODELS.get("han").Options(hidden=16, ff=32), dims).eval()
-    folded.load_state_dict(fold_standardization(ckpt, stats)["model"])
+    folded_ckpt = fold_standardization(ckpt, stats)
+    folded = folded_ckpt.build_model()
     on_raw = run(folded, raw_a, raw_v)
+    # the folded checkpoint reads raw features: its provenance no longer says "standardized"
+    assert [p.standardized for p in folded_ckpt.provenance] == [None, None]
+    assert set(folded_ckpt.origin["standardization_folded"]) == {"audio", "visual"}
     for x, y in zip(on_z, on_raw):
         np.testing.assert_allclose(x, y, atol=2e-5)
     # without the fold the raw features give other outputs: the fold is what makes them agree

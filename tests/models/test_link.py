@@ -237,7 +237,7 @@ def test_preset_with_plsim_trains_end_to_end_with_the_trainer(link_store, tmp_pa
     result = trainer.fit()
     assert result.test is not None and 0.0 <= result.val.segment.type <= 100.0
     model, ckpt = load_model(tmp_path / "run" / "best.pt")
-    assert isinstance(model, LINK) and ckpt["model_options"]["tsam"] and ckpt["model_options"]["plsim"]
+    assert isinstance(model, LINK) and ckpt.model_options["tsam"] and ckpt.model_options["plsim"]
 
 
 def test_teacher_labels_hand_computed_for_a_planted_video(link_store, tmp_path):

@@ -236,4 +236,4 @@ def test_preset_trains_end_to_end_with_the_trainer(tiny_store, tmp_path):
     result = Trainer(cfg).fit()
     assert result.test is not None and 0.0 <= result.val.segment.type <= 100.0
     model, ckpt = load_model(tmp_path / "run" / "best.pt")
-    assert isinstance(model, MMCSE) and ckpt["model_options"]["token_dim"] == 8 and ckpt["config"]["train"]["gate"] == "mmcse"
+    assert isinstance(model, MMCSE) and ckpt.model_options["token_dim"] == 8 and ckpt.config["train"]["gate"] == "mmcse"

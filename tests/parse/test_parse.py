@@ -181,7 +181,9 @@ def parsed(tmp_path_factory):
     bad.write_text("not a video")
     out = root / "out"
     rc = main([str(video), str(bad), "--checkpoint", str(root / "run" / "best.pt"), "--out", str(out), "--html",
-               "--weights", "random", "--backbone-opt", "clip.model=ViT-B-32", "--device", "cpu"])
+               "--weights", "random", "--backbone-opt", "clip.model=ViT-B-32", "--device", "cpu",
+               # trained on synthetic features, which no backbone makes: parsing them is a stated choice
+               "--accept-feature-mismatch"])
     return {"rc": rc, "out": out, "video": video, "bad": bad}
 
 
@@ -193,6 +195,11 @@ def test_parse_long_video_covers_the_whole_duration(parsed):
     assert len(d["probabilities"]["audio"]) == 25 and len(d["probabilities"]["visual"]) == 25
     assert d["meta"]["random_weights"] is True and d["meta"]["features"]["visual"] == "clip"
     assert d["meta"]["backbones"] == ["vggish", "clip"]
+    # the accepted differences, the profile and the training provenance are in the timeline
+    accepted = d["meta"]["feature_mismatch_accepted"]
+    assert any("weights random, trained on pretrained (synthetic)" in a for a in accepted)
+    assert d["meta"]["profile"] == "reference" and d["meta"]["precision"] == "fp32"
+    assert {p["weights"] for p in d["meta"]["provenance"] if p["role"] != "text"} == {"synthetic"}
     assert _png_size(parsed["out"] / "long.png")[0] == 1200
     assert (parsed["out"] / "long.html").stat().st_size > 2000
     assert not list(parsed["out"].glob("broken*"))
@@ -207,7 +214,7 @@ def test_parse_windows_use_the_extraction_code_path(parsed):
 
     ref = extract(str(parsed["video"]), ["vggish"], weights="random", start=20.0, device="cpu")
     extraction = ExtractionConfig(backbones=("vggish",), weights="random", device="cpu")
-    parser = Parser(model=None, checkpoint={}, features={"audio": "vggish"}, classes=[], extraction=extraction,
+    parser = Parser(model=None, checkpoint=None, features={"audio": "vggish"}, classes=[], extraction=extraction,
                     backbones=load_backbones(extraction))
     arrays, decoded = _features_for_window(parser, str(parsed["video"]), 20.0)
     assert decoded.window_start == 20.0 and decoded.padded_seconds == pytest.approx(5.0, abs=0.05)
@@ -288,11 +295,13 @@ def test_backbone_opt_parses_rejects_unknown_and_the_alias_gives_the_same_config
         assert exit_info.value.code == 2 and listed in capsys.readouterr().err
 
 
-def test_producers_and_inherited_options_come_from_the_declarations(tmp_path):
-    """clap_tokens is written by the clap backbone; CLIP's recorded model/tag/quick_gelu are inherited from
-    the training store (each backbone's `inherited_options`), other attributes are not."""
-    from avvp.data.store import StoreWriter, VideoRecord
-    from avvp.parse.run import inherited_options, needed_backbones
+def test_producers_and_recorded_options_come_from_the_declarations(tmp_path):
+    """clap_tokens is written by the clap backbone; CLIP's recorded model/tag/quick_gelu and VGGish's
+    postprocess/final_relu (each backbone's `inherited_options`, plus the seed of random weights) are the
+    provenance options a checkpoint carries into avvp-parse; other attributes are not."""
+    from avvp.data.store import Store, StoreWriter, VideoRecord
+    from avvp.parse.run import needed_backbones
+    from avvp.train.checkpoint import provenance_from_store
 
     features = {"audio": "clap_tokens", "visual": "clip", "motion": "r2plus1d"}
     assert needed_backbones(features) == ("clap", "clip", "r2plus1d")
@@ -300,21 +309,17 @@ def test_producers_and_inherited_options_come_from_the_declarations(tmp_path):
         needed_backbones({"audio": "nosuch"})
     store = tmp_path / "s.h5"
     with StoreWriter(store, classes=CLASSES) as w:
-        attrs = {"backbone": "clip", "weights": "random", "random_weights": True, "model": "ViT-B-32",
-                 "pretrained": "openai", "quick_gelu": True, "fps": 1}
+        clip = {"backbone": "clip", "weights": "random", "random_weights": True, "model": "ViT-B-32",
+                "pretrained": "openai", "quick_gelu": True, "fps": 1, "random_seed": 3, "profile": "clean"}
+        vggish = {"backbone": "vggish", "weights": "random", "random_weights": True, "postprocess": np.bool_(False),
+                  "final_relu": np.bool_(False), "sample_rate": 16000, "random_seed": 0}
         w.add_video(VideoRecord("v0", source="t", split="train", duration=10.0),
-                    {"features/clip": np.zeros((10, 512), np.float32)}, {"features/clip": attrs})
-    got = inherited_options(str(store), ("clip",), {"audio": None, "visual": "clip"})
-    assert got == {"clip": {"model": "ViT-B-32", "pretrained": "openai", "quick_gelu": True}}
-
-    # VGGish's postprocess/final_relu change the numbers: a store written with final_relu=False must give a
-    # parse whose VGGish runs without the final ReLU (the values come back as plain Python bools)
-    store2 = tmp_path / "s2.h5"
-    with StoreWriter(store2, classes=CLASSES) as w:
-        attrs = {"backbone": "vggish", "weights": "random", "random_weights": True, "postprocess": np.bool_(False),
-                 "final_relu": np.bool_(False), "sample_rate": 16000}
-        w.add_video(VideoRecord("v0", source="t", split="train", duration=10.0),
-                    {"features/vggish": np.zeros((10, 128), np.float32)}, {"features/vggish": attrs})
-    got = inherited_options(str(store2), ("vggish",), {"audio": "vggish", "visual": None})
-    assert got == {"vggish": {"postprocess": False, "final_relu": False}}
-    assert all(type(v) is bool for v in got["vggish"].values())
+                    {"features/clip": np.zeros((10, 512), np.float32), "features/vggish": np.zeros((10, 128), np.float32)},
+                    {"features/clip": clip, "features/vggish": vggish})
+    with Store(store) as s:
+        audio, visual = provenance_from_store(s, {"audio": "vggish", "visual": "clip"})
+    assert dict(visual.options) == {"model": "ViT-B-32", "pretrained": "openai", "quick_gelu": True, "random_seed": 3}
+    assert visual.profile == "clean" and visual.random_weights and visual.backbone == "clip"
+    # the values come back as plain Python bools
+    assert dict(audio.options) == {"postprocess": False, "final_relu": False, "random_seed": 0}
+    assert all(type(v) is bool for k, v in audio.options if k != "random_seed")

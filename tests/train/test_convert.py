@@ -184,8 +184,12 @@ def test_written_checkpoint_is_loaded_by_the_trainer_and_predicts(tmp_path, caps
     assert main(["--from", "han", str(tmp_path / "MMIL_Net.pt"), "--out", str(tmp_path / "avvp.pt")]) == 0
     assert "converted" in capsys.readouterr().out
     model, ckpt = load_model(tmp_path / "avvp.pt")
-    assert ckpt["features"] == {"audio": "vggish", "visual": "resnet152", "motion": "r2plus1d"}
-    assert ckpt["converted_from"]["source"] == "han" and len(ckpt["converted_from"]["sha256"]) == 64
+    assert ckpt.features == {"audio": "vggish", "visual": "resnet152", "motion": "r2plus1d"}
+    converted = ckpt.origin["converted_from"]
+    assert converted["source"] == "han" and len(converted["sha256"]) == 64
+    # trained on the released AVVP features: the provenance names that release and its recipe
+    assert {p.release for p in ckpt.provenance} == {"avvp-feats"}
+    assert {p.profile for p in ckpt.provenance} == {"reference"} and not any(p.random_weights for p in ckpt.provenance)
     batch, (a, v, st) = inputs("han")
     with torch.no_grad():
         torch.testing.assert_close(model(batch).video, ref.mmil_forward(official, a, v, st)[0], rtol=1e-5, atol=1e-6)

@@ -117,7 +117,7 @@ def test_init_from_a_converted_official_checkpoint(import_store, tmp_path, capsy
     torch.testing.assert_close(model.head.fc_prob.weight, official["fc_prob.weight"], rtol=0, atol=0)
     torch.testing.assert_close(model.encoder.layers[0].cm_attn.in_proj_weight,
                                official["hat_encoder.layers.0.cm_attn.in_proj_weight"], rtol=0, atol=0)
-    assert ckpt["config"]["train"]["init_from"] == str(tmp_path / "han.pt")
+    assert ckpt.config["train"]["init_from"] == str(tmp_path / "han.pt")
     # a checkpoint of another architecture or size is refused with the mismatch
     assert run(import_store, tmp_path / "bad", "han", "--init-from", str(tmp_path / "han.pt")) == 2
     assert "does not fit" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from avvp.extract.backbones import feature_specs
 from avvp.metrics import LevelResult, MetricResult
 from avvp.train.config import ExperimentConfig, apply_override, dump_config, load_config, preset
 from avvp.train.data import TrainingData, parse_visual_arg
+from avvp.train.checkpoint import Checkpoint
 from avvp.train.loop import Trainer, load_model, lr_at
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -155,7 +156,7 @@ def test_best_checkpoint_is_chosen_on_val_only(store, tmp_path, monkeypatch, rul
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["val"]["segment"]["type"] for r in lines] == val
     assert all("test" not in r for r in lines) and test_values  # nothing about test during training
-    assert torch.load(tmp_path / "run" / "best.pt", weights_only=False)["epoch"] == expected_epoch
+    assert Checkpoint.load(tmp_path / "run" / "best.pt").epoch == expected_epoch
 
 
 # ------------------------------------------------------------------------------------------- resume
@@ -163,7 +164,7 @@ def test_resume_gives_bit_identical_final_weights(store, tmp_path, monkeypatch):
     cfg = tiny_cfg(store, tmp_path / "full", name="valor", epochs=4)  # AdamW, clip, cosine, dropout
     cfg.optim.warmup = 2
     Trainer(cfg).fit()
-    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
+    full = Checkpoint.load(tmp_path / "full" / "last.pt").state_dict
 
     cfg2 = tiny_cfg(store, tmp_path / "cut", name="valor", epochs=4)
     cfg2.optim.warmup = 2
@@ -181,7 +182,7 @@ def test_resume_gives_bit_identical_final_weights(store, tmp_path, monkeypatch):
     with pytest.raises(FileExistsError, match="--resume"):
         Trainer(cfg2).fit()
     Trainer(cfg2).fit(resume=True)
-    resumed = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    resumed = Checkpoint.load(tmp_path / "cut" / "last.pt").state_dict
     assert full.keys() == resumed.keys()
     for k in full:
         assert torch.equal(full[k], resumed[k]), k
@@ -208,8 +209,8 @@ def test_cli_end_to_end_writes_readable_outputs(store, tmp_path, capsys):
     assert "test seg" in capsys.readouterr().out
     # best.pt alone rebuilds the model and reproduces the written predictions
     model, ckpt = load_model(out / "best.pt")
-    assert ckpt["features"] == {"audio": "vggish", "visual": "resnet152", "motion": "r2plus1d"}
-    assert len(ckpt["classes"]) == 25 and ckpt["config"]["model"]["name"] == "han"
+    assert ckpt.features == {"audio": "vggish", "visual": "resnet152", "motion": "r2plus1d"}
+    assert len(ckpt.classes) == 25 and ckpt.config["model"]["name"] == "han"
     data = TrainingData(load_config(out / "config.yaml").data, splits=("test",))
     with torch.no_grad():
         o = model(data["test"].batch(torch.arange(12)))
@@ -222,10 +223,10 @@ def test_cli_valor_pp_tokens_and_clip_without_motion(store, tmp_path):
                      "--set", "model.options.hidden=16", "--set", "model.options.heads=2",
                      "--set", "model.options.ff=16", "--set", "model.options.layers=2"])
     assert rc == 0
-    ckpt = torch.load(tmp_path / "v" / "best.pt", weights_only=False)
-    assert ckpt["input_dims"]["audio"] == (64, 8) and ckpt["input_dims"]["motion"] is None
+    ckpt = Checkpoint.load(tmp_path / "v" / "best.pt")
+    assert ckpt.input_dims.audio == (64, 8) and ckpt.input_dims.motion is None
     # the layouts the store records (declared by the backbones) reach the checkpoint and the rebuilt model
-    assert dict(ckpt["input_dims"]["layouts"]) == {"audio": "tokens", "visual": "segments"}
+    assert dict(ckpt.input_dims.layouts) == {"audio": "tokens", "visual": "segments"}
     model, _ = load_model(tmp_path / "v" / "best.pt")
     assert model.projection.audio_tokens
 

@@ -176,8 +176,9 @@ class Backbone(abc.ABC):
     needs_frames: ClassVar[bool] = False
     needs_audio_16k: ClassVar[bool] = False
     needs_audio_48k: ClassVar[bool] = False
-    # options that change the numbers and that the backbone records as attributes of its arrays: a parse
-    # reads them back from the training store so its features match the model's (avvp.parse.run)
+    # options that change the numbers and that the backbone records as attributes of its arrays: the trainer
+    # carries them into the checkpoint's feature provenance, from which a parse rebuilds the backbone
+    # (avvp.train.checkpoint)
     inherited_options: ClassVar[tuple[str, ...]] = ()
     weights_spec: ClassVar[WeightsSpec | None] = None  # what resolve_weights looks for by default
     recipes: ClassVar[Mapping[str, InputRecipe]] = {}  # profile -> how the network inputs are made

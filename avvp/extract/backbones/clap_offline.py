@@ -181,13 +181,14 @@ def read_checkpoint_state_dict(path: str | os.PathLike, model_state_keys: set[st
         # own loader uses weights_only=False, so do the same for this user-supplied file
         log.warning("%s holds non-tensor objects; loading it with weights_only=False as laion_clap does", path)
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    state = checkpoint["state_dict"] if isinstance(checkpoint, dict) and "state_dict" in checkpoint else checkpoint
-    if not isinstance(state, dict) or not state:
+    from avvp.extract.backbones.weights import unwrap_state_dict
+
+    try:
+        state = unwrap_state_dict(checkpoint)
+    except ValueError as err:
+        raise ValueError(f"{path} holds no state dict ({err})") from None
+    if not state:
         raise ValueError(f"{path} holds no state dict")
-    if next(iter(state)).startswith("module"):
-        state = {key[len("module.") :]: value for key, value in state.items()}
-    else:
-        state = dict(state)
     if POSITION_IDS_KEY in state and POSITION_IDS_KEY not in model_state_keys:
         del state[POSITION_IDS_KEY]
     return state

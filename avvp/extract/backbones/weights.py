@@ -289,13 +289,33 @@ def load_state_dict_file(path: Path | str) -> dict[str, Any]:
         state = load_file(str(path), device="cpu")
     else:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
+    try:
+        return unwrap_state_dict(state)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")  # containers training scripts write
+
+
+def unwrap_state_dict(obj: Any) -> dict[str, Any]:
+    """The state dict inside a loaded checkpoint object (the one unwrapping rule of avvp): an `nn.Module`'s
+    own, a plain {name: tensor} dict, or the first of `STATE_DICT_KEYS` holding one; DataParallel's
+    "module." prefix removed when every key has it. ValueError naming the top-level keys otherwise."""
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"expected a state dict, found {type(obj).__name__}")
+    if not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        for key in STATE_DICT_KEYS:
+            if isinstance(obj.get(key), Mapping):
+                return unwrap_state_dict(obj[key])
+        raise ValueError(f"no state dict found (top-level keys: {sorted(map(str, obj))[:20]})")
+    if obj and all(str(k).startswith("module.") for k in obj):
+        return {k[len("module."):]: v for k, v in obj.items()}
+    return dict(obj)
 
 
 @contextlib.contextmanager

@@ -25,11 +25,12 @@ def run_stage2(cfg, stage1_dir) -> dict[str, int]:
     import json
 
     from avvp.data.store import StoreWriter
+    from avvp.train.checkpoint import Checkpoint
     from avvp.train.data import TrainingData
-    from avvp.train.loop import load_model, resolve_device
+    from avvp.train.loop import resolve_device
 
     device = resolve_device(cfg.train.device)
-    model, _ = load_model(Path(stage1_dir) / "best.pt", device)
+    model = Checkpoint.load(Path(stage1_dir) / "best.pt").build_model(device)
     c = _stage_config(cfg, 2, "weak", str(Path(cfg.train.out) / "stage2"))
     data = TrainingData(c.data, splits=("train",))
     train = data["train"]
