@@ -15,6 +15,8 @@ import argparse
 import sys
 from typing import Sequence
 
+from avvp._env import apply_defaults
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avvp-convert-weights", description=__doc__.split("\n\n")[0])
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    apply_defaults()  # offline hub, like every avvp command
     args = build_parser().parse_args(argv)
     from avvp.extract.backbones.vggish_tf import convert_vggish_release
 
