@@ -9,7 +9,7 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export RAY_AUTH_MODE ?= disabled
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-fast lint bench clean docker-test
+.PHONY: setup demo test test-fast test-fidelity lint bench clean docker-test
 
 $(VENV)/.avvp-installed: pyproject.toml constraints.txt tools/setup_env.sh tools/install_torch_cuda_stub.sh tools/torch_cuda_stub.c
 	bash tools/setup_env.sh $(VENV)
@@ -28,6 +28,19 @@ test: setup
 # backbone builds unavailable (a test the marking missed fails naming its marker); `make test` is the whole suite
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider --unit tests
+
+# the fidelity tier: avvp's backbones against the official implementations themselves (laion_clap with
+# torchaudio, transformers CLIPModel, the TF-slim VGGish graph, pretrainedmodels, the AVVP R(2+1)D call).
+# Their packages never enter $(VENV): torchaudio/pretrainedmodels go to $(FIDELITY)/site (on PYTHONPATH here
+# only), TensorFlow to the venv $(FIDELITY)/tf (it needs numpy 2). Prints the max-relative-difference table.
+FIDELITY ?= .fidelity
+$(FIDELITY)/.installed: tools/setup_fidelity_env.sh $(VENV)/.avvp-installed
+	bash tools/setup_fidelity_env.sh $(VENV) $(FIDELITY)
+	touch $@
+
+test-fidelity: setup $(FIDELITY)/.installed
+	AVVP_FIDELITY=1 AVVP_TF_PYTHON=$(FIDELITY)/tf/bin/python AVVP_FIDELITY_REPORT=$(FIDELITY)/report.md \
+	PYTHONPATH=$(CURDIR):$(CURDIR)/$(FIDELITY)/site $(PY) -m pytest -q -p no:cacheprovider tests/fidelity
 
 lint: setup
 	$(VENV)/bin/ruff check avvp tests benchmarks tools

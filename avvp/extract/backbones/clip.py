@@ -36,12 +36,18 @@ of https://huggingface.co/timm/vit_large_patch14_clip_224.openai saved as `ViT-L
 else from the huggingface_hub cache where `open_clip.create_model_and_transforms(model, pretrained=tag)`
 puts it. Loaded with open_clip's checkpoint loader (`load_state_dict(strict=True)` after its format
 conversions).
+The checkpoint VALOR's users hold, transformers' `openai/clip-vit-large-patch14` (a folder with
+config.json + model.safetensors / pytorch_model.bin, or its hub-cache folder), is accepted too
+(`hf_clip`): named by option `checkpoint=DIR` (its config then defines the architecture), or found for
+ViT-L-14/openai under `--weights-dir` or in the huggingface_hub cache when open_clip's file is absent;
+it is converted to open_clip on load and the `weights` attribute names it ("transformers:...").
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -51,7 +57,18 @@ from avvp.data.layouts import SEGMENTS
 from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneOptions, OutputSpec, VideoInput, option_field
 from avvp.extract.backbones.frames import FRAME_FPS, FRAMES_PER_VIDEO, check_frames, frames_to_nchw
 from avvp.extract.backbones.prompts import CLIP_PROMPTS
-from avvp.extract.backbones.weights import InputRecipe, WeightsSpec, autocast_for, chunked, exact_fp32
+from avvp.extract.backbones import hf_clip
+from avvp.extract.backbones.weights import (
+    InputRecipe,
+    ResolvedWeights,
+    WeightsSpec,
+    WeightsUnavailable,
+    autocast_for,
+    chunked,
+    exact_fp32,
+    hf_hub_cache_dir,
+    resolve_weights_file,
+)
 
 CLIP_RECIPES = {
     "reference": InputRecipe(
@@ -84,6 +101,10 @@ class ClipOptions(BackboneOptions):
         None, "QuickGELU activations (default: the pretrained tag's setting, True for openai)")
     antialias: bool = option_field(False, "antialiased resize (default False = VALOR's torchvision-0.13 tensor Resize)")
     batch_frames: int = option_field(64, "images per forward pass (default 64)")
+    checkpoint: str = option_field(
+        "", "a transformers CLIP folder (config.json + model.safetensors/pytorch_model.bin, or its hub-cache "
+            "folder models--openai--clip-vit-large-patch14) or an open_clip weights file; default: find "
+            "open_clip's file")
 
     def __post_init__(self) -> None:
         if self.batch_frames < 1:
@@ -178,7 +199,12 @@ class ClipBackbone(Backbone):
     @classmethod
     def declared_outputs(cls, options: Any = None) -> tuple[OutputSpec, ...]:
         """The feature width is the model's embedding width (ViT-L-14: 768, ViT-B-32: 512)."""
-        width = int(open_clip_model_config(cls.parse_options(options).model)["embed_dim"])
+        o = cls.parse_options(options)
+        hf = hf_clip.find_hf_clip_checkpoint(o.checkpoint) if o.checkpoint else None
+        if hf is not None:  # the folder's config defines the architecture
+            width = int(hf_clip.read_hf_clip_config(hf.folder).projection_dim)
+        else:
+            width = int(open_clip_model_config(o.model)["embed_dim"])
         features, scores = cls.OUTPUTS
         return dataclasses.replace(features, shape=(NUM_SEGMENTS, width)), scores
 
@@ -199,9 +225,70 @@ class ClipBackbone(Backbone):
         self.frame_indices = segment_frame_indices()
         self._text: np.ndarray | None = None
         self._logit_scale: float | None = None
+        self.hf_checkpoint: hf_clip.HFClipCheckpoint | None = None
+        self.checkpoint_file = None
+        if o.checkpoint:
+            if self.random_weights:
+                raise ValueError("clip: option checkpoint loads weights; it cannot be combined with --weights random")
+            hf = hf_clip.find_hf_clip_checkpoint(o.checkpoint)
+            if hf is not None:
+                self.use_hf_checkpoint(hf, check_model=False)
+            elif os.path.isfile(o.checkpoint):
+                self.checkpoint_file = o.checkpoint
+            else:
+                raise ValueError(f"clip: checkpoint {o.checkpoint} is neither a transformers CLIP folder (config.json + "
+                                 f"{' or '.join(hf_clip.HF_WEIGHT_FILES)}, or a hub-cache models--* folder) nor a file")
+
+    def use_hf_checkpoint(self, hf: hf_clip.HFClipCheckpoint, check_model: bool) -> None:
+        """Take the architecture and preprocessing from a transformers folder; with `check_model` (found
+        without the checkpoint option) its architecture must be the `model` option's."""
+        self.hf_config = hf_clip.read_hf_clip_config(hf.folder)
+        cfg = hf_clip.open_clip_config(self.hf_config)
+        if check_model:
+            expected = open_clip_model_config(self.model_name)
+            got = {"embed_dim": cfg["embed_dim"], **{f"vision {k}": cfg["vision_cfg"][k] for k in ("layers", "width", "patch_size", "image_size")},
+                   **{f"text {k}": cfg["text_cfg"][k] for k in ("layers", "width")}}
+            want = {"embed_dim": expected["embed_dim"],
+                    **{f"vision {k}": expected["vision_cfg"][k] for k in ("layers", "width", "patch_size", "image_size")},
+                    **{f"text {k}": expected["text_cfg"][k] for k in ("layers", "width")}}
+            if got != want or cfg["quick_gelu"] != self.quick_gelu:
+                raise ValueError(f"clip: the transformers checkpoint {hf.folder} is not model={self.model_name} "
+                                 f"(quick_gelu={self.quick_gelu}): {got}, quick_gelu={cfg['quick_gelu']}; pass "
+                                 f"--backbone-opt clip.checkpoint={hf.folder} to use its own architecture")
+        self.hf_checkpoint = hf
+        self.quick_gelu = cfg["quick_gelu"]
+        self.embed_dim = cfg["embed_dim"]
+        size = cfg["vision_cfg"]["image_size"]
+        self.image_size = (size, size)
+        pre = hf_clip.preprocessing_of(hf.folder)
+        self.mean = tuple(pre.get("mean", OPENAI_MEAN))
+        self.std = tuple(pre.get("std", OPENAI_STD))
+
+    def resolve_weights(self) -> ResolvedWeights:
+        if self.hf_checkpoint is not None:
+            return ResolvedWeights(self.hf_checkpoint.folder, self.hf_checkpoint.weights_id, "checkpoint", None)
+        if self.checkpoint_file is not None:
+            path = Path(self.checkpoint_file)
+            return ResolvedWeights(path, f"{self.weights_spec.weights_name} (file {path.name})", "checkpoint", None)
+        try:
+            return resolve_weights_file(self.weights_spec, self.config.weights_dir)
+        except WeightsUnavailable as missing:
+            # VALOR's users hold transformers' openai/clip-vit-large-patch14: accept it where it lies
+            if (self.model_name, self.pretrained_tag) != (DEFAULT_MODEL, DEFAULT_PRETRAINED):
+                raise
+            where = self.config.weights_dir if self.config.weights_dir is not None else hf_hub_cache_dir()
+            hf = hf_clip.find_hf_clip_checkpoint(where)
+            if hf is None:
+                raise WeightsUnavailable(
+                    f"{missing}\n   or: the transformers checkpoint {hf_clip.VALOR_HF_REPO} (VALOR's): a folder with "
+                    f"config.json + {' or '.join(hf_clip.HF_WEIGHT_FILES)} given as --weights-dir or "
+                    f"--backbone-opt clip.checkpoint=DIR (looked in {where})") from None
+            self.use_hf_checkpoint(hf, check_model=True)
+            return ResolvedWeights(hf.folder, hf.weights_id, "weights_dir" if self.config.weights_dir else "cache", None)
 
     def _common_attrs(self) -> dict[str, Any]:
-        return {"model": self.model_name, "pretrained": self.pretrained_tag, "quick_gelu": self.quick_gelu}
+        return {"model": self.model_name, "pretrained": self.pretrained_tag, "quick_gelu": self.quick_gelu,
+                "checkpoint_format": "transformers" if self.hf_checkpoint is not None else "open_clip"}
 
     def output_attrs(self, spec: OutputSpec) -> dict[str, Any]:
         if spec.path == "zeroshot/clip":
@@ -225,12 +312,16 @@ class ClipBackbone(Backbone):
     def build_network(self):
         import open_clip
 
+        if self.hf_checkpoint is not None:  # the folder's architecture; its tensors come in load_weights
+            return hf_clip.build_open_clip(self.hf_config)
         # open_clip loads the resolved file itself while building (its format conversions included)
         pretrained = None if self.resolved is None else str(self.resolved.path)
         return open_clip.create_model(self.model_name, pretrained=pretrained, force_quick_gelu=self.quick_gelu,
                                       device="cpu")
 
     def load_weights(self, model, path):
+        if self.hf_checkpoint is not None:
+            return hf_clip.load_into_open_clip(model, self.hf_checkpoint)
         return model  # already loaded by build_network
 
     def finish_network(self, model):

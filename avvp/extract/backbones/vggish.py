@@ -18,7 +18,9 @@ so the default is post-ReLU; option `final_relu=False` gives the current pre-act
 
 Weights: the torchvggish port `vggish-10086976.pth` (keys `features.*`, `embeddings.*`) or
 torchaudio's `vggish.pt` (keys `features_network.*`, `embedding_network.*`, mapped by
-`torchaudio_to_torchvggish_keys`). Both are direct conversions of the TF checkpoint.
+`torchaudio_to_torchvggish_keys`). Both are direct conversions of the TF checkpoint. The TF release
+itself (`vggish_model.ckpt`, `vggish_pca_params.npz`) is converted once into the torchvggish files by
+`avvp-convert-weights vggish` (`vggish_tf`); the `weights` attribute then says so.
 
 Optional postprocess (option `postprocess=True`): the AudioSet release's PCA + whitening
 (`vggish_pca_params-970ea276.pth`: `pca_eigen_vectors` (128, 128), `pca_means` (128,)), clip to
@@ -232,6 +234,14 @@ def resolve_vggish_weights(weights_dir: str | None) -> ResolvedWeights:
         ) from None
 
 
+def described(resolved: ResolvedWeights) -> str:
+    """The weights id, plus the source `avvp-convert-weights vggish` recorded for a file it wrote."""
+    from avvp.extract.backbones.vggish_tf import converted_from
+
+    note = converted_from(Path(resolved.path))
+    return f"{resolved.weights_id} ({note})" if note else resolved.weights_id
+
+
 # ------------------------------------------------------------------------------ backbone
 @BACKBONES.register("vggish")
 class VGGishBackbone(Backbone):
@@ -258,8 +268,8 @@ class VGGishBackbone(Backbone):
         return resolved
 
     def weights_id(self) -> str:
-        base = "random" if self.resolved is None else self.resolved.weights_id
-        return base + (f" + {self.pca.weights_id}" if self.pca is not None else "")
+        base = "random" if self.resolved is None else described(self.resolved)
+        return base + (f" + {described(self.pca)}" if self.pca is not None else "")
 
     def output_attrs(self, spec: OutputSpec) -> dict[str, Any]:
         return {"sample_rate": frontend.SAMPLE_RATE, "example_seconds": 0.96,
