@@ -15,7 +15,7 @@ import torch
 from tests.helpers.media import make_clip
 
 from avvp.cli.extract import build_parser, config_from_args  # noqa: E402
-from avvp.data.store import Store, StoreError, StoreWriter  # noqa: E402
+from avvp.data.store import Store, StoreError, StoreWriter, _is_per_video  # noqa: E402
 from avvp.extract.backbones.base import BackboneConfig  # noqa: E402
 from avvp.extract.backbones.r2plus1d import R2Plus1DBackbone  # noqa: E402
 from avvp.extract.backbones.resnet152 import ResNet152Backbone  # noqa: E402
@@ -82,7 +82,7 @@ def store_contents(path) -> dict:
     with Store(path) as s:
         out = {"ids": list(s.ids), "failures": sorted((f.id, f.stage, f.message) for f in s.failures())}
         for name in s.arrays():
-            out[name] = (s.read(name), s.mask(name) if not name.startswith("text/") else None, s.attrs(name))
+            out[name] = (s.read(name), s.mask(name) if _is_per_video(name) else None, s.attrs(name))
     return out
 
 
