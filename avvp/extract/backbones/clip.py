@@ -133,7 +133,6 @@ def open_clip_weights_spec(model: str, tag: str) -> WeightsSpec:
             "std": list(cfg.get("std", OPENAI_STD)),
             "quick_gelu": bool(cfg.get("quick_gelu", False)),
         },
-        recipes=CLIP_RECIPES,
     )
 
 
@@ -259,11 +258,9 @@ class ClipBackbone(Backbone):
 
     def dataset_arrays(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         text, scale = self.text_embeddings()
-        seed = {"random_seed": self.options.random_seed} if self.random_weights else {}
-        attrs = {**self._common_attrs(), **seed, "backbone": self.name, "weights": self.weights_id(),
-                 "random_weights": bool(self.random_weights), "precision": "fp32", "layout": "class x dim",
-                 "prompts": list(self.prompts), "classes": list(LLP_CLASSES), "logit_scale": scale,
-                 "normalized": "l2"}
+        # the text tower runs in exact fp32 whatever --precision says (text_embeddings)
+        attrs = self.text_array_attrs(**self._common_attrs(), precision="fp32", prompts=list(self.prompts),
+                                      classes=list(LLP_CLASSES), logit_scale=scale, normalized="l2")
         return {"text/clip": (text, attrs)}
 
     # -- extraction -------------------------------------------------------------------------

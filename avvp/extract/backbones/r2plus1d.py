@@ -65,7 +65,6 @@ R2PLUS1D_18_KINETICS400_V1 = WeightsSpec(
         "mean": list(KINETICS_MEAN),
         "std": list(KINETICS_STD),
     },
-    recipes=R2PLUS1D_RECIPES,
 )
 
 

@@ -77,7 +77,6 @@ RESNET152_IMAGENET1K_V1 = WeightsSpec(
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
     },
-    recipes=RESNET152_RECIPES,
 )
 
 
