@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import h5py
 import numpy as np
@@ -142,8 +142,24 @@ def _read_str(ds: h5py.Dataset) -> np.ndarray:
     return np.asarray(ds.asstr()[()], dtype=object)
 
 
+class _Closing:
+    """`with` closes: the context-manager protocol of the store's reader and writer."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_C = TypeVar("_C", bound=_Closing)
+
+
 # --------------------------------------------------------------------------------------------- reading
-class Store:
+class Store(_Closing):
     """Read access to a store file. Use as a context manager or call `close()`.
 
     `read(path, ids=None)` returns a per-video array in the order of `ids` (default: all rows),
@@ -166,12 +182,6 @@ class Store:
     # -- lifecycle
     def close(self) -> None:
         self._f.close()
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- metadata
     def __len__(self) -> int:
@@ -282,7 +292,7 @@ class _Pending:
         return len(self.records) + len(self.dataset_arrays) + len(self.failures) + len(self.resolved)
 
 
-class StoreWriter:
+class StoreWriter(_Closing):
     """Journaled writer. One writer per store at a time (an exclusive lock file enforces it).
 
     Usage:
@@ -352,12 +362,6 @@ class StoreWriter:
         self._lock_file.close()
 
     # -- lifecycle
-    def __enter__(self) -> "StoreWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         if self._lock_file.closed:
             return
