@@ -253,6 +253,11 @@ class Backbone(abc.ABC):
     def profile(self) -> str:
         return self.config.profile
 
+    def check_profiles(self, videos: Sequence[Any]) -> None:
+        """`check_profile` for every video of a batch (before any work on it)."""
+        for video in videos:
+            self.check_profile(video)
+
     def check_profile(self, video: Any) -> None:
         """A decoded video must come from the profile this backbone prepares inputs for."""
         got = getattr(video, "profile", None)
@@ -318,6 +323,11 @@ class Backbone(abc.ABC):
 
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone", providers=("avvp.extract.backbones",))
+
+
+def rows_per_video(rows: np.ndarray, videos: int) -> list[np.ndarray]:
+    """A batch's stacked outputs (the videos' equal row blocks, in order) as one contiguous array per video."""
+    return [np.ascontiguousarray(part) for part in np.split(rows, videos)] if videos else []
 
 
 def backbone_of_output(path: str) -> str:

@@ -410,8 +410,7 @@ class ClapBackbone(Backbone):
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
         import torch
 
-        for v in videos:
-            self.check_profile(v)
+        self.check_profiles(videos)
         results = [self._zeros() for _ in videos]
         audible = [i for i, v in enumerate(videos) if v.has_audio]
         if not audible:

@@ -48,7 +48,9 @@ import numpy as np
 
 from avvp.data.classes import LLP_CLASSES, NUM_CLASSES, NUM_SEGMENTS
 from avvp.data.layouts import SEGMENTS
-from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneOptions, OutputSpec, VideoInput, option_field
+from avvp.extract.backbones.base import (
+    BACKBONES, Backbone, BackboneOptions, OutputSpec, VideoInput, option_field, rows_per_video,
+)
 from avvp.extract.backbones.frames import FRAME_FPS, FRAMES_PER_VIDEO, check_frames, frames_to_nchw
 from avvp.extract.backbones.prompts import CLIP_PROMPTS
 from avvp.extract.backbones.weights import InputRecipe, WeightsSpec, autocast_for, chunked, exact_fp32
@@ -320,16 +322,11 @@ class ClipBackbone(Backbone):
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
         import torch
 
+        self.check_profiles(videos)
         if not videos:
             return []
-        for v in videos:
-            self.check_profile(v)
         images = torch.cat([self.preprocess(self.segment_frames(v)) for v in videos])
         feats = self.embed(images).numpy()
         scores = self.zeroshot_scores(feats)
-        results = []
-        for i in range(len(videos)):
-            rows = slice(i * NUM_SEGMENTS, (i + 1) * NUM_SEGMENTS)
-            results.append({"features/clip": np.ascontiguousarray(feats[rows]),
-                            "zeroshot/clip": np.ascontiguousarray(scores[rows])})
-        return results
+        return [{"features/clip": f, "zeroshot/clip": z}
+                for f, z in zip(rows_per_video(feats, len(videos)), rows_per_video(scores, len(videos)))]
