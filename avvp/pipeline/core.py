@@ -182,6 +182,11 @@ class RunSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
+    def to_compute(self) -> int:
+        """Jobs this run works on (the rest were in the store already)."""
+        return self.total - self.skipped
+
+    @property
     def clips_per_second(self) -> float:
         return (self.done + self.failed) / self.seconds if self.seconds else 0.0
 

@@ -93,7 +93,7 @@ def run_local(
 
     try:
         sink.write_dataset_arrays()
-        with progress_bar(summary.total - summary.skipped, progress) as bar:
+        with progress_bar(summary.to_compute, progress) as bar:
             t_wait = time.perf_counter()
             for batch, decoded, decode_seconds in prefetched(batches, decode, cfg.prefetch_batches):
                 # decode: time spent decoding (overlapped with forwards when prefetching);

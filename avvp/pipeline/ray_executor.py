@@ -158,7 +158,7 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
         # label-text arrays come from a worker: the driver never builds a model (the backbones it builds
         # only resolve weights and describe outputs; models are built on first use)
         sink.write_dataset_arrays(ray.get(workers[0].dataset_arrays.remote()))
-        with progress_bar(summary.total - summary.skipped, options.progress) as bar:
+        with progress_bar(summary.to_compute, options.progress) as bar:
             while batches or in_flight:
                 while batches and len(in_flight) < max_in_flight:
                     batch = batches.popleft()
