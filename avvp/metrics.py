@@ -311,6 +311,39 @@ class MetricResult:
         return {"segment": self.segment.as_dict(), "event": self.event.as_dict(), "avg": self.avg}
 
 
+# the five numbers of a level, as every results table shows them: (LevelResult field, column heading)
+RESULT_COLUMNS = (("audio", "audio"), ("visual", "visual"), ("audio_visual", "audio-visual"), ("type", "Type@AV"),
+                  ("event", "Event@AV"))
+
+
+def format_results(results: MetricResult | Mapping[str, MetricResult], title: str = "", *,
+                   levels: Sequence[str] = LEVELS) -> str:
+    """The results table of avvp-eval, the trainer and the demo: columns A, V, AV, Type@AV, Event@AV; a row
+    per result and level ("val segment"; just "segment" for a single unnamed result; just the name when
+    one level is shown, which the heading then names), then, with both levels, each result's average of
+    the ten numbers and its number of videos."""
+    named = {"": results} if isinstance(results, MetricResult) else dict(results)
+    one_level = len(levels) == 1
+
+    def row_name(name: str, level: str) -> str:
+        return name if one_level else f"{name} {level}".strip()
+
+    corner = f"{levels[0]}-level F" if one_level else ""
+    width = max(10, len(corner) + 1, *(len(row_name(n, lv)) + 1 for n in named for lv in levels))
+    lines = [title] if title else []
+    lines.append(f"{corner:{width}s}" + "".join(f"{heading:>14s}" for _, heading in RESULT_COLUMNS))
+    for name, result in named.items():
+        for level in levels:
+            numbers = getattr(result, level)
+            lines.append(f"{row_name(name, level):{width}s}"
+                         + "".join(f"{getattr(numbers, key):14.2f}" for key, _ in RESULT_COLUMNS))
+    if not one_level:
+        for name, result in named.items():
+            lines.append(f"{name + ': ' if name else ''}avg of the ten numbers: {result.avg:.2f}   "
+                         f"({result.num_videos} videos)")
+    return "\n".join(lines)
+
+
 def _summarize_level(level: LevelVideoScores) -> LevelResult:
     a = 100 * np.mean(level.video["audio"])
     v = 100 * np.mean(level.video["visual"])

@@ -15,13 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from avvp.data.store import Store, StoreWriter
-from avvp.data.synthetic import VALOR_CLAP_THRESHOLDS, VALOR_CLIP_THRESHOLDS, SyntheticConfig, generate_synthetic
+from avvp.data.synthetic import SyntheticConfig, generate_synthetic
 from avvp.extract.backbones import feature_specs
+from avvp.pseudolabels.valor import MODALITIES, TEACHERS, default_thresholds, teacher_labels
 from avvp.train.config import preset
 from avvp.train.loop import Trainer, shuffle_generator
 
@@ -33,13 +33,12 @@ def make_store(path: Path, num_train: int) -> None:
     syn = SyntheticConfig(num_train=num_train, num_val=8, num_test=8,
                           features=("vggish", "resnet152", "r2plus1d", "clip", "clap_tokens"))
     generate_synthetic(path, syn, feature_specs(syn.features))
+    # VALOR's pseudo-labels as avvp-pseudolabel computes them (the rule with VALOR's thresholds)
     with Store(path) as s:
-        ids, weak = list(s.ids), s.read("labels/weak")
-        pa = ((weak[:, None] > 0) & (s.read("zeroshot/clap") > np.array(VALOR_CLAP_THRESHOLDS))).astype(np.uint8)
-        pv = ((weak[:, None] > 0) & (s.read("zeroshot/clip") > np.array(VALOR_CLIP_THRESHOLDS))).astype(np.uint8)
+        labels = [teacher_labels(s, TEACHERS.get(m), default_thresholds(TEACHERS.get(m))) for m in MODALITIES]
     with StoreWriter(path) as w:
-        w.set_rows("pseudo/audio", ids, pa)
-        w.set_rows("pseudo/visual", ids, pv)
+        for teacher in labels:
+            w.set_rows(teacher.teacher.pseudo_path, list(teacher.ids), teacher.labels)
 
 
 def plain_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list, grad_clip: float | None) -> None:

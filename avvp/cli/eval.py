@@ -27,8 +27,6 @@ from avvp.metrics import evaluate_arrays, evaluate_predictions  # noqa: F401
 EXIT_OK = 0
 EXIT_INPUT_ERROR = 2  # same code argparse uses for usage errors
 
-COLUMNS = (("audio", "audio"), ("visual", "visual"), ("audio_visual", "audio-visual"), ("type", "Type@AV"),
-           ("event", "Event@AV"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,17 +55,6 @@ def _fmt(x: float | None) -> str:
     return "   -  " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:6.2f}"
 
 
-def format_result(result: metrics.MetricResult, title: str = "") -> str:
-    """The ten numbers as a table: rows segment/event, columns A, V, AV, Type@AV, Event@AV."""
-    lines = [title] if title else []
-    lines.append(f"{'':10s}" + "".join(f"{label:>14s}" for _, label in COLUMNS))
-    for level in metrics.LEVELS:
-        lr = getattr(result, level)
-        lines.append(f"{level:10s}" + "".join(f"{getattr(lr, key):14.2f}" for key, _ in COLUMNS))
-    lines.append(f"avg of the ten numbers: {result.avg:.2f}   ({result.num_videos} videos)")
-    return "\n".join(lines)
-
-
 def format_per_class(table: metrics.PerClassResult) -> str:
     keys = ("audio", "visual", "audio_visual", "event")
     short = {"audio": "A", "visual": "V", "audio_visual": "AV", "event": "Ev@AV"}
@@ -93,7 +80,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
     result = metrics.summarize(scores)
     out = result.as_dict()
     source = gt.source
-    text = [format_result(result, f"avvp-eval  {args.pred}  {source}  gate={args.gate}  model={pred.model or '?'}")]
+    text = [metrics.format_results(result, f"avvp-eval  {args.pred}  {source}  gate={args.gate}  model={pred.model or '?'}")]
     if args.per_class:
         table = metrics.per_class_table(scores, pred.classes)
         out["per_class"] = table.as_dict()
@@ -104,7 +91,7 @@ def run(args: argparse.Namespace) -> tuple[dict, str]:
         out["overlap"] = {name: (None if r is None else r.as_dict() | {"num_videos": r.num_videos})
                           for name, r in split.items()}
         for name, r in split.items():
-            text.append(f"{name}: no videos" if r is None else format_result(r, f"{name} videos (LEAP Table 3 split)"))
+            text.append(f"{name}: no videos" if r is None else metrics.format_results(r, f"{name} videos (LEAP Table 3 split)"))
     return out, "\n\n".join(text)
 
 

@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import h5py
 import numpy as np
@@ -40,7 +40,13 @@ VIDEO_FIELDS = ("id", "source", "split", "duration", "has_audio")
 # attributes that must agree when rows are added to an existing array: never mix weights, input
 # profiles (docs/decoding.md) or precisions in one array
 IDENTITY_ATTRS = ("backbone", "weights", "random_weights", "profile", "precision")
+# What a path in a store file is (docs/store.md), asked by every reader and writer through `_array_kind`:
+# bookkeeping (video metadata, row masks, failure rows, and a journal shard's superseded failures),
+# dataset-level arrays (no video axis), or per-video arrays (first axis = the /videos rows).
+BOOKKEEPING_GROUPS = ("videos", "masks", "failures", "resolved")
 DATASET_LEVEL_GROUPS = ("text",)
+DATASET_LEVEL_ARRAYS = ("labels/classes",)
+BOOKKEEPING, DATASET_LEVEL, PER_VIDEO = "bookkeeping", "dataset-level", "per-video"
 SCHEMA = "avvp-store/1"
 SCHEMA_DOC = "docs/store.md"
 # documented defaults of the optional /videos fields: what every reader sees when a (hand-written or
@@ -83,30 +89,77 @@ def _fsync_dir(path: Path) -> None:
         _fsync_path(path)
 
 
-def _is_per_video(path: str) -> bool:
+def _array_kind(path: str) -> str:
+    """BOOKKEEPING, DATASET_LEVEL or PER_VIDEO: the one per-video path rule of the store."""
+    path = path.strip("/")
     group = path.split("/", 1)[0]
-    return group not in DATASET_LEVEL_GROUPS and path not in ("labels/classes",) and not path.startswith(
-        ("videos/", "masks/", "failures/")
-    )
+    if group in BOOKKEEPING_GROUPS:
+        return BOOKKEEPING
+    if group in DATASET_LEVEL_GROUPS or path in DATASET_LEVEL_ARRAYS:
+        return DATASET_LEVEL
+    return PER_VIDEO
 
 
-def _list_arrays(f: h5py.File) -> list[str]:
+def _is_per_video(path: str) -> bool:
+    return _array_kind(path) == PER_VIDEO
+
+
+def _list_arrays(f: h5py.File, *kinds: str) -> list[str]:
+    """Every dataset of `f` (of the given kinds only, when any are named), in h5py's visiting order."""
     names: list[str] = []
 
     def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset):
+        if isinstance(obj, h5py.Dataset) and (not kinds or _array_kind(name) in kinds):
             names.append(name)
 
     f.visititems(visit)
     return names
 
 
+def _identity(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The attributes that say how an array's rows were made (IDENTITY_ATTRS present in `attrs`)."""
+    return {k: attrs[k] for k in IDENTITY_ATTRS if attrs and k in attrs}
+
+
+def _check_compatible(path: str, held: tuple[tuple[int, ...], Any, Mapping[str, Any]],
+                      new: tuple[tuple[int, ...], Any, Mapping[str, Any]]) -> None:
+    """StoreError unless rows (shape, dtype, identity attributes) `new` may join the array that holds `held`:
+    the check of both `StoreWriter.add_video`/`set_rows` (before journaling) and the merge."""
+    (shape, dtype, ident), (new_shape, new_dtype, new_ident) = held, new
+    if tuple(new_shape) != tuple(shape):
+        raise StoreError(f"/{path}: store has rows of shape {tuple(shape)}, new rows {tuple(new_shape)}")
+    if np.dtype(new_dtype) != np.dtype(dtype):
+        raise StoreError(f"/{path}: store has dtype {np.dtype(dtype)}, new rows {np.dtype(new_dtype)}")
+    for key in IDENTITY_ATTRS:
+        if key in ident and key in new_ident and not _same_attr(new_ident[key], ident[key]):
+            raise StoreError(
+                f"/{path}: store holds {key}={ident[key]!r}, new rows have {key}={new_ident[key]!r}; "
+                "write them to another store (arrays never mix weights)"
+            )
+
+
 def _read_str(ds: h5py.Dataset) -> np.ndarray:
     return np.asarray(ds.asstr()[()], dtype=object)
 
 
+class _Closing:
+    """`with` closes: the context-manager protocol of the store's reader and writer."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_C = TypeVar("_C", bound=_Closing)
+
+
 # --------------------------------------------------------------------------------------------- reading
-class Store:
+class Store(_Closing):
     """Read access to a store file. Use as a context manager or call `close()`.
 
     `read(path, ids=None)` returns a per-video array in the order of `ids` (default: all rows),
@@ -129,12 +182,6 @@ class Store:
     # -- lifecycle
     def close(self) -> None:
         self._f.close()
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- metadata
     def __len__(self) -> int:
@@ -193,7 +240,7 @@ class Store:
         return path.strip("/") in self._f
 
     def arrays(self) -> list[str]:
-        return [n for n in _list_arrays(self._f) if not n.startswith(("videos/", "masks/", "failures/"))]
+        return _list_arrays(self._f, PER_VIDEO, DATASET_LEVEL)
 
     def attrs(self, path: str) -> dict[str, Any]:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._f[path.strip("/")].attrs.items()}
@@ -245,7 +292,7 @@ class _Pending:
         return len(self.records) + len(self.dataset_arrays) + len(self.failures) + len(self.resolved)
 
 
-class StoreWriter:
+class StoreWriter(_Closing):
     """Journaled writer. One writer per store at a time (an exclusive lock file enforces it).
 
     Usage:
@@ -279,7 +326,16 @@ class StoreWriter:
         self._known: dict[str, tuple[tuple[int, ...], str, dict[str, Any]]] = {}  # path -> (row shape, dtype, identity attrs)
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._seq = 0
-        # recover: merge complete shards left by a killed writer, drop its half-written temporaries
+        self._main_ids: set[str] = set()
+        try:
+            self._recover()
+            self._read_main()
+        except BaseException:
+            self._unlock()  # a writer that could not start leaves the store to the next one
+            raise
+
+    def _recover(self) -> None:
+        """Merge complete shards left by a killed writer; drop its half-written temporaries."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(str(self.path) + ".tmp")
         if self.journal.exists():
@@ -288,35 +344,31 @@ class StoreWriter:
             if any(self.journal.glob("*.h5")):
                 self.recovered = _journal_video_count(sorted(self.journal.glob("*.h5")))
                 self._merge()
-        self._main_ids: set[str] = set()
-        if self.path.exists():
-            with h5py.File(self.path, "r") as f:
-                if "videos/id" not in f:
-                    fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-                    self._lock_file.close()
-                    raise StoreError(f"{self.path} has no /videos/id: not an avvp store (schema: {SCHEMA_DOC})")
-                self._main_ids = set(_read_str(f["videos/id"]))
-                for name in _list_arrays(f):
-                    if _is_per_video(name) and not name.startswith(("videos/", "masks/", "failures/")):
-                        ds = f[name]
-                        ident = {k: ds.attrs[k] for k in IDENTITY_ATTRS if k in ds.attrs}
-                        self._known[name] = (ds.shape[1:], ds.dtype.str, ident)
+
+    def _read_main(self) -> None:
+        """The main file's video ids and, per array, what new rows must agree with."""
+        if not self.path.exists():
+            return
+        with h5py.File(self.path, "r") as f:
+            if "videos/id" not in f:
+                raise StoreError(f"{self.path} has no /videos/id: not an avvp store (schema: {SCHEMA_DOC})")
+            self._main_ids = set(_read_str(f["videos/id"]))
+            for name in _list_arrays(f, PER_VIDEO):
+                ds = f[name]
+                self._known[name] = (ds.shape[1:], ds.dtype.str, _identity(ds.attrs))
+
+    def _unlock(self) -> None:
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
 
     # -- lifecycle
-    def __enter__(self) -> "StoreWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         if self._lock_file.closed:
             return
         try:
             self.commit()
         finally:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
+            self._unlock()
 
     # -- receiving data
     def add_video(
@@ -363,22 +415,12 @@ class StoreWriter:
 
     def _check(self, path: str, value: np.ndarray, attrs: Mapping[str, Any] | None) -> None:
         """Reject rows that could not be merged (checked here so a bad row never reaches the journal)."""
-        ident = {k: attrs[k] for k in IDENTITY_ATTRS if attrs and k in attrs}
+        new = (value.shape, value.dtype.str, _identity(attrs))
         known = self._known.get(path)
         if known is None:
-            self._known[path] = (value.shape, value.dtype.str, ident)
+            self._known[path] = new
             return
-        shape, dtype, known_ident = known
-        if value.shape != shape:
-            raise StoreError(f"/{path}: store has rows of shape {shape}, new row {value.shape}")
-        if value.dtype.str != dtype:
-            raise StoreError(f"/{path}: store has dtype {np.dtype(dtype)}, new row {value.dtype}")
-        for key, v in ident.items():
-            if key in known_ident and not _same_attr(v, known_ident[key]):
-                raise StoreError(
-                    f"/{path}: store holds {key}={known_ident[key]!r}, new rows have {key}={v!r}; "
-                    "write them to another store (arrays never mix weights)"
-                )
+        _check_compatible(path, known, new)
 
     def _put_rows(self, vid: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Mapping[str, Any]]) -> None:
         for path, value in arrays.items():
@@ -568,9 +610,7 @@ def _complete_schema(dst: h5py.File) -> None:
     for name in ("id", "stage", "message"):
         if f"failures/{name}" not in dst:
             _resizable(dst, f"failures/{name}", np.array([], dtype=object), STR)
-    for name in _list_arrays(dst):
-        if name.startswith(("videos/", "masks/", "failures/")) or not _is_per_video(name):
-            continue
+    for name in _list_arrays(dst, PER_VIDEO):
         ds = dst[name]
         if ds.maxshape[0] is not None:
             attrs = dict(ds.attrs)
@@ -583,20 +623,46 @@ def _complete_schema(dst: h5py.File) -> None:
 
 
 def _merge_into(dst: h5py.File, src: h5py.File) -> None:
-    """Upsert the shard `src` into the open store `dst`, keyed by video id."""
+    """Upsert the shard `src` into the open store `dst`, keyed by video id (replaying it changes nothing)."""
     _complete_schema(dst)
-    dst_ids = list(_read_str(dst["videos/id"]))
-    index = {v: i for i, v in enumerate(dst_ids)}
-    src_ids = list(_read_str(src["videos/id"]))
-    has_meta = src["masks/videos"][()] if "masks/videos" in src else np.ones(len(src_ids), bool)
-    src_cols = {n: src[f"videos/{n}"][()] for n in VIDEO_FIELDS if n != "id"}
-    for n in ("source", "split"):
-        src_cols[n] = _read_str(src[f"videos/{n}"])
-    n_old = len(dst_ids)
-    new_ids = [v for v, m in zip(src_ids, has_meta) if m and v not in index]
-    orphans = [v for v, m in zip(src_ids, has_meta) if not m and v not in index]
+    shard = _ShardVideos.read(src)
+    rows = _append_new_videos(dst, shard)
+    _write_video_fields(dst, shard, rows)
+    for name in _list_arrays(src, PER_VIDEO):
+        _upsert_rows(dst, src[name], src[f"masks/{name}"][()].astype(bool), rows)
+    for name in _list_arrays(src, DATASET_LEVEL):
+        if name not in DATASET_LEVEL_ARRAYS:  # the store's classes are fixed when it is created
+            _replace_dataset_array(dst, src[name])
+    _merge_failures(dst, src)
+
+
+@dataclass
+class _ShardVideos:
+    """A shard's /videos rows; `has_meta[i]` is False for a row that only carries arrays of a known video."""
+
+    ids: list[str]
+    has_meta: np.ndarray
+    fields: dict[str, np.ndarray]  # /videos column (all but id) -> values
+
+    @classmethod
+    def read(cls, src: h5py.File) -> "_ShardVideos":
+        ids = list(_read_str(src["videos/id"]))
+        has_meta = src["masks/videos"][()].astype(bool) if "masks/videos" in src else np.ones(len(ids), bool)
+        fields = {n: src[f"videos/{n}"][()] for n in VIDEO_FIELDS if n != "id"}
+        for n in ("source", "split"):
+            fields[n] = _read_str(src[f"videos/{n}"])
+        return cls(ids, has_meta, fields)
+
+
+def _append_new_videos(dst: h5py.File, shard: _ShardVideos) -> np.ndarray:
+    """Add the shard's unknown videos as new rows (zeros, masked out, in every per-video array); return
+    the store row of each shard row. Rows for an unknown video without its metadata are an error."""
+    index = {v: i for i, v in enumerate(_read_str(dst["videos/id"]))}
+    n_old = len(index)
+    orphans = [v for v, m in zip(shard.ids, shard.has_meta) if not m and v not in index]
     if orphans:
         raise StoreError(f"rows given for {len(orphans)} videos that are not in the store: {orphans[:10]}")
+    new_ids = [v for v, m in zip(shard.ids, shard.has_meta) if m and v not in index]
     for v in new_ids:
         index[v] = len(index)
     n_new = len(index)
@@ -604,73 +670,65 @@ def _merge_into(dst: h5py.File, src: h5py.File) -> None:
         for name in VIDEO_FIELDS:
             dst[f"videos/{name}"].resize((n_new,))
         dst["videos/id"][n_old:n_new] = np.array(new_ids, dtype=object)
-        for ds_name in _list_arrays(dst):
-            if ds_name.startswith("videos/") or ds_name.startswith("failures/") or not (
-                ds_name.startswith("masks/") or _is_per_video(ds_name)
-            ):
-                continue
-            ds = dst[ds_name]
-            ds.resize((n_new,) + ds.shape[1:])
-            ds[n_old:n_new] = np.zeros((n_new - n_old,) + ds.shape[1:], dtype=ds.dtype)
-    dst_rows = np.array([index[v] for v in src_ids], dtype=np.int64)
-    meta_rows = dst_rows[has_meta.astype(bool)]
-    if len(meta_rows):
-        order = np.argsort(meta_rows)
-        for name, col in src_cols.items():
-            values = np.asarray(col)[has_meta.astype(bool)][order]
-            target = dst[f"videos/{name}"]
-            # h5py fancy writes need increasing indices; rows are unique per shard
-            target[meta_rows[order]] = values
-    for ds_name in _list_arrays(src):
-        if ds_name.startswith(("videos/", "masks/", "failures/", "resolved/")) or ds_name == "labels/classes":
-            continue
-        sds = src[ds_name]
-        if not _is_per_video(ds_name):
-            if ds_name in dst:
-                del dst[ds_name]
-            ds = dst.create_dataset(ds_name, data=sds[()], dtype=sds.dtype)
-            for k, v in sds.attrs.items():
-                ds.attrs[k] = v
-            continue
-        smask = src[f"masks/{ds_name}"][()].astype(bool)
-        if ds_name not in dst:
-            shape = (n_new,) + sds.shape[1:]
-            chunks = (1,) + sds.shape[1:] if np.prod(sds.shape[1:]) * sds.dtype.itemsize > 4096 else None
-            dst.create_dataset(ds_name, shape=shape, maxshape=(None,) + sds.shape[1:], dtype=sds.dtype,
-                               chunks=chunks or True, fillvalue=0)
-            dst.create_dataset(f"masks/{ds_name}", shape=(n_new,), maxshape=(None,), dtype=bool, fillvalue=False)
-            for k, v in sds.attrs.items():
-                dst[ds_name].attrs[k] = v
-        dds = dst[ds_name]
-        if dds.shape[1:] != sds.shape[1:]:
-            raise StoreError(f"/{ds_name}: store has rows of shape {dds.shape[1:]}, new rows {sds.shape[1:]}")
-        if dds.dtype != sds.dtype:
-            raise StoreError(f"/{ds_name}: store has dtype {dds.dtype}, new rows {sds.dtype}")
-        dmask = dst[f"masks/{ds_name}"]
-        if dmask[()].any():
-            for key in IDENTITY_ATTRS:
-                if key in sds.attrs and key in dds.attrs and not _same_attr(sds.attrs[key], dds.attrs[key]):
-                    raise StoreError(
-                        f"/{ds_name}: store holds {key}={dds.attrs[key]!r}, new rows have {key}={sds.attrs[key]!r}; "
-                        "write them to another store (arrays never mix weights)"
-                    )
-        for k, v in sds.attrs.items():
-            dds.attrs[k] = v
-        rows = dst_rows[smask]
-        if len(rows):
-            order = np.argsort(rows)
-            dds[rows[order]] = sds[()][smask][order]
-            mask_values = dmask[()]
-            mask_values[rows] = True
-            dmask[...] = mask_values
-    # failures: drop rows superseded by this shard's successes or replaced by its new failures
-    f_ids = list(_read_str(dst["failures/id"]))
-    f_stages = list(_read_str(dst["failures/stage"]))
-    f_msgs = list(_read_str(dst["failures/message"]))
-    new_fail = list(zip(_read_str(src["failures/id"]), _read_str(src["failures/stage"]), _read_str(src["failures/message"])))
+        for name in _list_arrays(dst, PER_VIDEO):
+            for ds in (dst[name], dst[f"masks/{name}"]):
+                ds.resize((n_new,) + ds.shape[1:])
+                ds[n_old:n_new] = np.zeros((n_new - n_old,) + ds.shape[1:], dtype=ds.dtype)
+    return np.array([index[v] for v in shard.ids], dtype=np.int64)
+
+
+def _write_video_fields(dst: h5py.File, shard: _ShardVideos, rows: np.ndarray) -> None:
+    """The shard's video metadata over the store's, for the rows that carry it."""
+    meta_rows = rows[shard.has_meta]
+    if not len(meta_rows):
+        return
+    # h5py fancy writes need increasing indices; rows are unique per shard
+    order = np.argsort(meta_rows)
+    for name, values in shard.fields.items():
+        dst[f"videos/{name}"][meta_rows[order]] = np.asarray(values)[shard.has_meta][order]
+
+
+def _upsert_rows(dst: h5py.File, sds: h5py.Dataset, smask: np.ndarray, rows: np.ndarray) -> None:
+    """The shard array `sds`'s rows (those `smask` marks) into the store's array of the same name, created
+    when absent; rows of an array that already holds data must be compatible (`_check_compatible`)."""
+    name = sds.name.strip("/")
+    if name not in dst:
+        n = len(dst["videos/id"])
+        chunks = (1,) + sds.shape[1:] if np.prod(sds.shape[1:]) * sds.dtype.itemsize > 4096 else None
+        dst.create_dataset(name, shape=(n,) + sds.shape[1:], maxshape=(None,) + sds.shape[1:], dtype=sds.dtype,
+                           chunks=chunks or True, fillvalue=0)
+        dst.create_dataset(f"masks/{name}", shape=(n,), maxshape=(None,), dtype=bool, fillvalue=False)
+        dst[name].attrs.update(sds.attrs)
+    dds, dmask = dst[name], dst[f"masks/{name}"]
+    holds_rows = bool(dmask[()].any())  # an array whose rows are all masked out holds nothing to mix with
+    _check_compatible(name, (dds.shape[1:], dds.dtype, _identity(dds.attrs)),
+                      (sds.shape[1:], sds.dtype, _identity(sds.attrs) if holds_rows else {}))
+    dds.attrs.update(sds.attrs)
+    target = rows[smask]
+    if len(target):
+        order = np.argsort(target)
+        dds[target[order]] = sds[()][smask][order]
+        mask_values = dmask[()]
+        mask_values[target] = True
+        dmask[...] = mask_values
+
+
+def _replace_dataset_array(dst: h5py.File, sds: h5py.Dataset) -> None:
+    """A dataset-level array (no video axis) of the shard replaces the store's."""
+    name = sds.name.strip("/")
+    if name in dst:
+        del dst[name]
+    dst.create_dataset(name, data=sds[()], dtype=sds.dtype).attrs.update(sds.attrs)
+
+
+def _merge_failures(dst: h5py.File, src: h5py.File) -> None:
+    """Failure rows: drop those superseded by the shard's successes (its resolved/ rows) or replaced by its
+    new failures (same video and stage), then append the shard's."""
+    old = list(zip(*(_read_str(dst[f"failures/{c}"]) for c in ("id", "stage", "message"))))
+    new = list(zip(*(_read_str(src[f"failures/{c}"]) for c in ("id", "stage", "message"))))
     drop = set(zip(_read_str(src["resolved/id"]), _read_str(src["resolved/stage"]))) if "resolved/id" in src else set()
-    drop |= {(a, b) for a, b, _ in new_fail}
-    kept = [(a, b, c) for a, b, c in zip(f_ids, f_stages, f_msgs) if (a, b) not in drop] + [tuple(x) for x in new_fail]
+    drop |= {(a, b) for a, b, _ in new}
+    kept = [row for row in old if row[:2] not in drop] + new
     for col, name in enumerate(("id", "stage", "message")):
         ds = dst[f"failures/{name}"]
         ds.resize((len(kept),))

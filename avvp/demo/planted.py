@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from avvp.data.classes import NUM_CLASSES, NUM_SEGMENTS
-from avvp.metrics import MetricResult, evaluate_binary
+from avvp.metrics import MetricResult, evaluate_binary, format_results
 
 SIGMA_FLOOR = 1e-8  # a constant dimension keeps σ = this (its z-score is 0 ± float noise; W/σ·0 stays 0)
 
@@ -105,29 +105,10 @@ def score_held_out(gt_audio: np.ndarray, gt_visual: np.ndarray, on_audio: np.nda
     )
 
 
-COLUMNS = (("audio", "audio"), ("visual", "visual"), ("audio_visual", "audio-visual"), ("type", "Type@AV"),
-           ("event", "Event@AV"))
-
-
-def format_result(result: MetricResult, title: str = "") -> str:
-    """The ten numbers as a table: rows segment/event, columns A, V, AV, Type@AV, Event@AV."""
-    lines = [title] if title else []
-    lines.append(f"{'':10s}" + "".join(f"{label:>14s}" for _, label in COLUMNS))
-    for level in ("segment", "event"):
-        lr = getattr(result, level)
-        lines.append(f"{level:10s}" + "".join(f"{getattr(lr, key):14.2f}" for key, _ in COLUMNS))
-    lines.append(f"avg of the ten numbers: {result.avg:.2f}   ({result.num_videos} videos)")
-    return "\n".join(lines)
-
-
 def format_comparison(scores: HeldOutScores) -> str:
     """Segment-level F of the parsed clips next to the baselines (one row each)."""
-    rows = (("parsed (HAN)", scores.parsed), (f"chance ({scores.draws} draws)", scores.chance),
-            ("weak labels everywhere", scores.weak_everywhere))
-    lines = [f"{'segment-level F':26s}" + "".join(f"{label:>13s}" for _, label in COLUMNS)]
-    for name, r in rows:
-        lines.append(f"{name:26s}" + "".join(f"{getattr(r.segment, key):13.1f}" for key, _ in COLUMNS))
-    return "\n".join(lines)
+    return format_results({"parsed (HAN)": scores.parsed, f"chance ({scores.draws} draws)": scores.chance,
+                           "weak labels everywhere": scores.weak_everywhere}, levels=("segment",))
 
 
 def stack_truth(clips: Sequence, names: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:

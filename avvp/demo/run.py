@@ -38,7 +38,8 @@ import numpy as np
 from avvp.demo.clips import DEMO_CLASSES, DemoClip, make_clips, plan_clips
 from avvp.demo.commands import extract_argv, parse_argv, shown, train_argv
 from avvp.demo.planted import HeldOutScores, Standardization, fold_standardization, format_comparison, \
-    format_result, score_held_out, stack_truth, timeline_matrix, write_standardized_store
+    score_held_out, stack_truth, timeline_matrix, write_standardized_store
+from avvp.metrics import format_results
 
 CLIP_MODEL = "ViT-B-32"
 PLANTED_FEATURES = {"audio": "vggish", "visual": "clip"}  # role → backbone; no 3D stream (cost)
@@ -253,7 +254,7 @@ def print_planted(result: PlantedResult, show: int = 2) -> None:
     print(f"\n  held-out clips ({result.scores.parsed.num_videos}), parsed timelines vs the planted truth "
           "(official metric, avvp.metrics):")
     print("  " + format_comparison(result.scores).replace("\n", "\n  "))
-    print("\n  " + format_result(result.scores.parsed, "parsed held-out clips, all ten numbers:").replace("\n", "\n  "))
+    print("\n  " + format_results(result.scores.parsed, "parsed held-out clips, all ten numbers:").replace("\n", "\n  "))
 
 
 def run_synthetic(cfg: SyntheticPartConfig, out: Path, widths: dict[str, int], steps: Steps) -> dict[str, Any]:
@@ -307,7 +308,7 @@ def run_synthetic(cfg: SyntheticPartConfig, out: Path, widths: dict[str, int], s
         pred = run / "predictions_test.h5"
         with steps.command("avvp-eval", _cmd("avvp-eval", ["--pred", pred, "--split", "test", "--data", store])):
             results[name] = evaluate_predictions(pred, split="test", store=store)
-        print(format_result(results[name], f"[{name}] {pred}"))
+        print(format_results(results[name], f"[{name}] {pred}"))
     return results
 
 

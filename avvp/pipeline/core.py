@@ -7,25 +7,25 @@ Executors (local loop, Ray) only decide *where* these functions run; the numbers
     decoded = decode_job(job, cfg)                  # DecodedVideo or StageFailure
     results = run_backbones(backbones, [decoded])   # per video: arrays or a failure per backbone
     sink.write(job, decoded, results[0])            # into the store, through the journaled writer
+
+What every executor shares lives here too: `plan_run` (what is still missing, in the batches every
+executor cuts the same way), `RunSummary` (the counts and stage times) and `progress_bar`.
 """
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from avvp._extras import require_extra
 from avvp.data.classes import LLP_CLASSES
-from avvp.data.store import Store, StoreWriter, VideoRecord
+from avvp.data.store import Store, StoreWriter, VideoRecord, recover_journal
 from avvp.extract.backbones import BACKBONES, Backbone, BackboneConfig
 from avvp.extract.inputs import check_profile, streams_for
 from avvp.pipeline.jobs import VideoJob
-
-if TYPE_CHECKING:  # the summary lives with the local executor, which imports this module
-    from avvp.pipeline.local import RunSummary
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,68 @@ def dataset_arrays(backbones: Iterable[Backbone]) -> dict[str, tuple[np.ndarray,
     return {path: value for b in backbones for path, value in b.dataset_arrays().items()}
 
 
+@dataclass
+class RunSummary:
+    """What an executor's run did: the counts every input is accounted in, and where the time went."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    recovered: int = 0  # rows an interrupted run had journaled, merged before this run started
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def to_compute(self) -> int:
+        """Jobs this run works on (the rest were in the store already)."""
+        return self.total - self.skipped
+
+    @property
+    def clips_per_second(self) -> float:
+        return (self.done + self.failed) / self.seconds if self.seconds else 0.0
+
+    def add_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+    def finish(self, sink: "StoreSink", started: float) -> "RunSummary":
+        """Take the sink's counts and the wall time since `started` (time.perf_counter())."""
+        self.done, self.failed = sink.done, sink.failed
+        self.seconds = time.perf_counter() - started
+        return self
+
+    def print(self, file=None) -> None:
+        file = file or sys.stderr
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(self.stage_seconds.items()))
+        print(
+            f"avvp-extract: {self.done} done, {self.failed} failed, {self.skipped} already in the store "
+            + (f"({self.recovered} rows recovered from the journal of an interrupted run) " if self.recovered else "")
+            + f"(of {self.total}); {self.clips_per_second:.2f} clips/s over {self.seconds:.1f}s; per stage: {stages or '-'}",
+            file=file,
+        )
+
+
+def progress_bar(total: int, enabled: bool = True):
+    """The executors' progress bar on stderr (videos still to compute)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="video", desc="avvp-extract", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+
+
+Todo = list[tuple[VideoJob, frozenset[str]]]  # (job, backbones it still lacks)
+
+
+def plan_run(out: str, jobs: Sequence[VideoJob], backbones: Sequence[Backbone], batch_videos: int) -> tuple[list[Todo], RunSummary]:
+    """What a run still has to compute, in batches of `batch_videos` consecutive jobs (the same batches for
+    every executor, so every forward sees the same videos), and its summary with the jobs already in the
+    store counted as skipped. A killed run's journaled rows are merged first and count as present."""
+    recovered = recover_journal(out)
+    needs = missing_backbones(out, jobs, backbones)
+    todo = [(job, need) for job, need in zip(jobs, needs) if need]
+    summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo), recovered=recovered)
+    return [todo[i : i + batch_videos] for i in range(0, len(todo), batch_videos)], summary
+
+
 class StoreSink:
     """The single writer of an extraction run: results in, store rows and failure rows out."""
 
@@ -195,7 +257,7 @@ class StoreSink:
         self.writer.add_failure(job_id, stage, message)
         self.failed += 1
 
-    def write_all(self, results: Sequence[VideoResult], summary: "RunSummary") -> None:
+    def write_all(self, results: Sequence[VideoResult], summary: RunSummary) -> None:
         """Write a batch's results and add their per-stage seconds to the run summary (both executors)."""
         for r in results:
             for stage, sec in r.seconds.items():

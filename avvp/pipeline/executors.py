@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from avvp.pipeline.core import ExtractionConfig
+from avvp.pipeline.core import ExtractionConfig, RunSummary
 from avvp.pipeline.jobs import VideoJob
-from avvp.pipeline.local import RunSummary, run_local
+from avvp.pipeline.local import run_local
 from avvp.registry import Registry
 
 

@@ -13,52 +13,15 @@ order, so the store is the same with or without prefetch and parallel decoding.
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from tqdm import tqdm
-
 from avvp.pipeline.core import (
-    ExtractionConfig, decode_job, load_backbones, missing_backbones, open_sink, run_backbones,
+    ExtractionConfig, RunSummary, decode_job, load_backbones, open_sink, plan_run, progress_bar, run_backbones,
 )
-from avvp.data.store import recover_journal
 from avvp.pipeline.jobs import VideoJob
-
-
-@dataclass
-class RunSummary:
-    total: int = 0
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
-    recovered: int = 0  # rows an interrupted run had journaled, merged before this run started
-    seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def clips_per_second(self) -> float:
-        return (self.done + self.failed) / self.seconds if self.seconds else 0.0
-
-    def add_stage(self, stage: str, seconds: float) -> None:
-        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
-
-    def print(self, file=None) -> None:
-        file = file or sys.stderr
-        stages = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(self.stage_seconds.items()))
-        print(
-            f"avvp-extract: {self.done} done, {self.failed} failed, {self.skipped} already in the store "
-            + (f"({self.recovered} rows recovered from the journal of an interrupted run) " if self.recovered else "")
-            + f"(of {self.total}); {self.clips_per_second:.2f} clips/s over {self.seconds:.1f}s; per stage: {stages or '-'}",
-            file=file,
-        )
-
-
-def progress_bar(total: int, enabled: bool = True) -> tqdm:
-    return tqdm(total=total, unit="video", desc="avvp-extract", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
 
 
 def prefetched(items: Sequence[Any], work: Callable[[Any], Any], depth: int) -> Iterator[tuple[Any, Any, float]]:
@@ -117,12 +80,8 @@ def run_local(
 ) -> RunSummary:
     t_start = time.perf_counter()
     backbones = backbones if backbones is not None else load_backbones(cfg)
-    recovered = recover_journal(out)  # a killed run's journaled rows count as present
-    needs = missing_backbones(out, jobs, backbones)
-    todo = [(job, need) for job, need in zip(jobs, needs) if need]
-    summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo), recovered=recovered)
+    batches, summary = plan_run(out, jobs, backbones, cfg.batch_videos)
     sink = open_sink(out, backbones, cfg)
-    batches = [todo[start : start + cfg.batch_videos] for start in range(0, len(todo), cfg.batch_videos)]
 
     pool = ThreadPoolExecutor(cfg.decode_workers, thread_name_prefix="avvp-decode") if cfg.decode_workers > 1 else None
 
@@ -134,7 +93,7 @@ def run_local(
 
     try:
         sink.write_dataset_arrays()
-        with progress_bar(len(todo), progress) as bar:
+        with progress_bar(summary.to_compute, progress) as bar:
             t_wait = time.perf_counter()
             for batch, decoded, decode_seconds in prefetched(batches, decode, cfg.prefetch_batches):
                 # decode: time spent decoding (overlapped with forwards when prefetching);
@@ -150,6 +109,4 @@ def run_local(
         sink.close()
         if pool is not None:
             pool.shutdown(wait=True)
-    summary.done, summary.failed = sink.done, sink.failed
-    summary.seconds = time.perf_counter() - t_start
-    return summary
+    return summary.finish(sink, t_start)

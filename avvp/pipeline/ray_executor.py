@@ -32,14 +32,12 @@ from collections import deque
 from typing import Any, Sequence
 
 from avvp.pipeline.core import (
-    ExtractionConfig, StageFailure, VideoResult, dataset_arrays, decode_job, load_backbones, missing_backbones,
-    open_sink, run_backbones,
+    ExtractionConfig, RunSummary, StageFailure, VideoResult, dataset_arrays, decode_job, load_backbones, open_sink,
+    plan_run, progress_bar, run_backbones,
 )
 from avvp._extras import require_extra
-from avvp.data.store import recover_journal
 from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 from avvp.pipeline.jobs import VideoJob
-from avvp.pipeline.local import RunSummary, progress_bar
 
 
 def node_name() -> str:
@@ -135,10 +133,7 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
     # the driver builds the backbones too (cheap: weights are resolved, models are built on first use):
     # it fails fast on unavailable weights before any worker starts and knows the output specs
     local_backbones = load_backbones(cfg)
-    recovered = recover_journal(out)  # a killed run's journaled rows count as present
-    needs = missing_backbones(out, jobs, local_backbones)
-    todo = [(job, need) for job, need in zip(jobs, needs) if need]
-    summary = RunSummary(total=len(jobs), skipped=len(jobs) - len(todo), recovered=recovered)
+    planned, summary = plan_run(out, jobs, local_backbones, cfg.batch_videos)
     decode_remote = ray.remote(num_cpus=1, max_retries=3)(_timed_decode)
     actor_cpus = _actor_cpus(options.cpus_per_worker, num_workers, resources.get("CPU", 0.0), bool(gpus_per_worker))
     worker_cls = ray.remote(num_cpus=actor_cpus, num_gpus=gpus_per_worker, max_restarts=3, max_task_retries=3)(BackboneWorker)
@@ -154,7 +149,7 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
         threads = torch.get_num_threads()
     workers = [worker_cls.remote(cfg, threads) for _ in range(num_workers)]
     cfg_ref = ray.put(cfg)
-    batches = deque(todo[i : i + cfg.batch_videos] for i in range(0, len(todo), cfg.batch_videos))
+    batches = deque(planned)
     in_flight: dict[Any, int] = {}  # result ref -> worker index
     load = [0] * num_workers
     max_in_flight = 2 * num_workers
@@ -163,7 +158,7 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
         # label-text arrays come from a worker: the driver never builds a model (the backbones it builds
         # only resolve weights and describe outputs; models are built on first use)
         sink.write_dataset_arrays(ray.get(workers[0].dataset_arrays.remote()))
-        with progress_bar(len(todo), options.progress) as bar:
+        with progress_bar(summary.to_compute, options.progress) as bar:
             while batches or in_flight:
                 while batches and len(in_flight) < max_in_flight:
                     batch = batches.popleft()
@@ -189,9 +184,7 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
         sink.close()
         for w in workers:
             ray.kill(w)
-    summary.done, summary.failed = sink.done, sink.failed
-    summary.seconds = time.perf_counter() - t_start
-    return summary
+    return summary.finish(sink, t_start)
 
 
 @EXECUTORS.register("ray")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from avvp.metrics import MetricResult, evaluate
+from avvp.metrics import MetricResult, evaluate, format_results
 from avvp.models import build_model, required_inputs
 from avvp.models.base import ParsingModel
 from avvp.registry import Registry
@@ -136,17 +136,6 @@ class FitResult:
     val: MetricResult
     test: MetricResult | None
     out: Path
-
-
-def format_table(results: dict[str, MetricResult]) -> str:
-    head = f"{'':14s}" + "".join(f"{c:>8s}" for c in ("A", "V", "AV", "Type", "Event"))
-    lines = [head]
-    for split, r in results.items():
-        for level in ("segment", "event"):
-            lv = getattr(r, level)
-            lines.append(f"{split + ' ' + level[:3]:14s}" + "".join(
-                f"{getattr(lv, m):8.2f}" for m in ("audio", "visual", "audio_visual", "type", "event")))
-    return "\n".join(lines)
 
 
 # -------------------------------------------------------------------------------------- trainer
@@ -342,5 +331,5 @@ class Trainer:
         (self.out / "metrics_final.json").write_text(json.dumps(final, indent=1))
         if self.cfg.train.progress:
             print(f"best epoch {ckpt.epoch} (val segment Type@AV, rule {self.cfg.train.select!r})")
-            print(format_table(results), flush=True)
+            print(format_results(results), flush=True)
         return FitResult(ckpt.epoch, results.get("val"), results.get("test"), self.out)

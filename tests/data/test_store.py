@@ -85,6 +85,68 @@ def test_weights_never_mix_and_shapes_checked(tmp_path):
         assert s.ids.tolist() == ["a"]
 
 
+def test_one_per_video_path_rule():
+    """Every reader and writer asks `_array_kind`: which paths have one row per video, which are
+    dataset-level, which are bookkeeping."""
+    from avvp.data.store import BOOKKEEPING, DATASET_LEVEL, PER_VIDEO, _array_kind
+
+    table = {"features/clip": PER_VIDEO, "zeroshot/clap": PER_VIDEO, "pseudo/eiou": PER_VIDEO, "gt/audio": PER_VIDEO,
+             "labels/weak": PER_VIDEO, "/features/clip": PER_VIDEO, "text/clip": DATASET_LEVEL,
+             "labels/classes": DATASET_LEVEL, "videos/id": BOOKKEEPING, "masks/features/clip": BOOKKEEPING,
+             "failures/message": BOOKKEEPING, "resolved/id": BOOKKEEPING}
+    assert {path: _array_kind(path) for path in table} == table
+
+
+def test_reader_and_writer_follow_the_path_rule(tmp_path):
+    p = tmp_path / "s.h5"
+    with StoreWriter(p) as w:
+        w.add_video(VideoRecord("a"), {"features/toy": np.zeros((10, 4), np.float32), "labels/weak": np.zeros(25, np.uint8)},
+                    {"features/toy": ATTRS})
+        w.set_dataset_array("text/toy", np.ones((25, 8), np.float32))
+        for path in ("text/toy", "labels/classes", "masks/features/toy", "resolved/id"):
+            with pytest.raises(StoreError, match="not a per-video array"):
+                w.add_video(VideoRecord("b"), {path: np.zeros(3, np.float32)})
+    with Store(p) as s:
+        assert sorted(s.arrays()) == ["features/toy", "labels/classes", "labels/weak", "text/toy"]
+        assert s.read("text/toy", ["a"]).shape == (25, 8)  # dataset-level: no rows to pick
+    with h5py.File(p, "r") as f:  # masks exist for the per-video arrays only
+        assert sorted(_datasets(f["masks"])) == ["features/toy", "labels/weak"]
+
+
+def _datasets(group) -> list[str]:
+    names = []
+    group.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names
+
+
+def test_merge_refuses_a_journaled_shard_with_the_writers_message(tmp_path):
+    """A shard that reaches the journal with rows of other weights (here: journaled for another store) is
+    refused by the merge with the same one-line reason the writer gives, set aside, and the store is kept."""
+    main, other = tmp_path / "main.h5", tmp_path / "other.h5"
+    _write(main, ["a"])
+    real = {**ATTRS, "weights": "real", "random_weights": False}
+    with pytest.raises(StoreError) as writer_err:
+        with StoreWriter(main) as w:
+            w.add_video(VideoRecord("b"), {"features/toy": np.zeros((10, 4), np.float32)}, {"features/toy": real})
+    with StoreWriter(other, flush_every=1) as w:
+        w.add_video(VideoRecord("b"), {"features/toy": np.zeros((10, 4), np.float32)}, {"features/toy": real})
+        (shard,) = sorted(Path(str(other) + ".journal").glob("*.h5"))
+        journal = Path(str(main) + ".journal")
+        journal.mkdir()
+        (journal / shard.name).write_bytes(shard.read_bytes())
+    with pytest.raises(StoreError, match="could not merge journal shard") as merge_err:
+        StoreWriter(main)
+    expected = "/features/toy: store holds weights='random', new rows have weights='real'; write them to another store"
+    assert str(writer_err.value).startswith(expected) and expected in str(merge_err.value)
+    assert (journal / "rejected" / shard.name).exists()
+    with Store(main) as s:
+        assert s.ids.tolist() == ["a"] and s.attrs("features/toy")["weights"] == "random"
+    with StoreWriter(main) as w:  # the refused writer released the lock
+        w.add_video(VideoRecord("c"), {"features/toy": np.ones((10, 4), np.float32)}, {"features/toy": ATTRS})
+    with Store(main) as s:
+        assert s.ids.tolist() == ["a", "c"]
+
+
 def test_failures_are_recorded_and_resolved(tmp_path):
     p = tmp_path / "s.h5"
     with StoreWriter(p) as w:

@@ -324,3 +324,25 @@ def test_vectorised_metric_equals_loop_reference(gate, seed):
     # the draw exercises what it should: skipped classes, all-skipped videos, >= 8 scored classes
     counted = (~np.isnan(scores.segment.per_class["audio"])).sum(axis=1)
     assert (counted == 0).any() and (counted >= 8).any() and 0 < result["event"]["audio"] < 100
+
+
+def test_one_results_table_for_eval_trainer_and_demo():
+    """metrics.format_results is the one formatter (avvp-eval, the trainer's final table, the demo): a
+    single result keeps avvp-eval's layout, named results get a row per level, one level names the heading."""
+    from avvp.metrics import LevelResult, MetricResult, format_results
+
+    lv = LevelResult(audio=61.234, visual=50.5, audio_visual=40.0, type=50.578, event=45.5)
+    one = MetricResult(segment=lv, event=LevelResult(1.0, 2.0, 3.0, 2.0, 4.0), avg=25.0, num_videos=30)
+    assert format_results(one, "title").splitlines() == [
+        "title",
+        "                   audio        visual  audio-visual       Type@AV      Event@AV",
+        "segment            61.23         50.50         40.00         50.58         45.50",
+        "event               1.00          2.00          3.00          2.00          4.00",
+        "avg of the ten numbers: 25.00   (30 videos)",
+    ]
+    table = format_results({"val": one, "test": one}).splitlines()
+    assert [line.split("  ")[0] for line in table[1:5]] == ["val segment", "val event", "test segment", "test event"]
+    assert table[5:] == ["val: avg of the ten numbers: 25.00   (30 videos)", "test: avg of the ten numbers: 25.00   (30 videos)"]
+    rows = format_results({"parsed": one, "weak labels everywhere": one}, levels=("segment",)).splitlines()
+    assert rows[0].startswith("segment-level F") and rows[2].startswith("weak labels everywhere") and len(rows) == 3
+    assert rows[1].split()[1:] == ["61.23", "50.50", "40.00", "50.58", "45.50"]

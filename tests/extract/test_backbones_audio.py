@@ -338,6 +338,11 @@ def test_clap_zeroshot_is_scaled_cosine(clap_random, clap_outputs):
     backbone = clap_random.backbone
     text, attrs = backbone.dataset_arrays()["text/clap"]
     assert text.shape == (25, 512) and attrs["texts"] == list(CLAP_TEXTS) and attrs["real_tokenizer"] is False
+    # the text array says how it was made like the per-video arrays do (the common attribute path)
+    per_video = backbone.store_attrs(backbone.outputs()[0])
+    provenance = ("backbone", "weights", "random_weights", "random_seed", "precision", "avvp_version")
+    assert {k: attrs[k] for k in provenance} == {k: per_video[k] for k in provenance}
+    assert (attrs["weights"], attrs["random_seed"], attrs["layout"]) == ("random", 0, "class x dim")
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
     scale = attrs["logit_scale"]
     assert scale == pytest.approx(1 / 0.07, rel=1e-6)  # laion_clap's init value log(1/0.07)
@@ -384,6 +389,39 @@ def test_clap_missing_checkpoint_and_tokenizer(tmp_path):
     (tmp_path / "roberta-base" / "merges.txt").write_text("#version: 0.2\n")
     with pytest.raises(WeightsUnavailable, match="tokens, roberta-base has 50265"):
         BACKBONES.get("clap")(BackboneConfig(weights_dir=str(tmp_path)))
+
+
+def test_clap_weights_resolve_through_its_weights_spec(tmp_path, monkeypatch):
+    """CLAP finds its checkpoint like every backbone (resolve_weights_file with its WeightsSpec): in
+    --weights-dir only when given, else in the spec's cache, laion_clap's download directory; a `ckpt`
+    path names its own directory. The stored weights id is "laion_clap:<file name>" either way."""
+    from avvp.extract.backbones import weights as weights_mod
+
+    write_fake_roberta_tokenizer(tmp_path / "roberta-base")
+    laion_dir = tmp_path / "laion_clap_pkg"
+    laion_dir.mkdir()
+    monkeypatch.setattr(weights_mod, "package_dir", lambda package: {"laion_clap": laion_dir}[package])
+    tokenizer = (("tokenizer_dir", str(tmp_path / "roberta-base")),)
+    spec = clap_mod.CLAP_630K_FUSION
+    assert (spec.cache, spec.package, spec.weights_name) == ("package", "laion_clap", "laion_clap:630k-fusion-best.pt")
+    # offline, not in the cache: the message names the file and laion_clap's directory
+    with pytest.raises(WeightsUnavailable, match=f"(?s)630k-fusion-best.pt.*looked in: {laion_dir}") as err:
+        BACKBONES.get("clap")(BackboneConfig(options=tokenizer))
+    assert "laion_clap's download directory" in str(err.value)
+    (laion_dir / "630k-fusion-best.pt").write_bytes(b"")
+    cached = BACKBONES.get("clap")(BackboneConfig(options=tokenizer))
+    assert (cached.checkpoint, cached.resolved.source) == (laion_dir / "630k-fusion-best.pt", "cache")
+    assert cached.weights_id() == "laion_clap:630k-fusion-best.pt"
+    # --weights-dir given: only there, as for every backbone (the cached file is not taken instead)
+    with pytest.raises(WeightsUnavailable, match="file not found"):
+        BACKBONES.get("clap")(BackboneConfig(weights_dir=str(tmp_path / "roberta-base"), options=tokenizer))
+    # a path: its directory, whatever --weights-dir says
+    (tmp_path / "ckpts").mkdir()
+    (tmp_path / "ckpts" / "630k-audioset-best.pt").write_bytes(b"")
+    by_path = BACKBONES.get("clap")(BackboneConfig(weights_dir=str(tmp_path), options=(
+        ("ckpt", str(tmp_path / "ckpts" / "630k-audioset-best.pt")),)))
+    assert by_path.checkpoint == tmp_path / "ckpts" / "630k-audioset-best.pt"
+    assert by_path.weights_id() == "laion_clap:630k-audioset-best.pt" and by_path.resolved.source == "weights_dir"
 
 
 def test_checkpoint_reader_with_and_without_position_ids(tmp_path):

@@ -276,6 +276,11 @@ def test_clip_zeroshot_is_scaled_cosine_with_valor_prompts(clip_b32, videos):
     # open_clip initialises logit_scale to log(1/0.07); OpenAI's trained value is log(100)
     assert attrs["logit_scale"] == pytest.approx(1 / 0.07, rel=1e-6)
     assert attrs["random_weights"] is True and attrs["weights"] == "random"
+    # the text array says how it was made like the per-video arrays do (the common attribute path)
+    per_video = clip_b32.store_attrs(clip_b32.outputs()[0])
+    provenance = ("backbone", "weights", "random_weights", "random_seed", "avvp_version", "model", "pretrained")
+    assert {k: attrs[k] for k in provenance} == {k: per_video[k] for k in provenance} and attrs["random_seed"] == 7
+    assert attrs["precision"] == "fp32"  # the text tower always runs in exact fp32
     expected = attrs["logit_scale"] * feats.astype(np.float64) @ text.astype(np.float64).T
     np.testing.assert_allclose(scores, expected, atol=1e-5, rtol=1e-5)
     assert np.unique(text.round(4), axis=0).shape[0] == 25  # 25 distinct prompt embeddings

@@ -24,6 +24,22 @@ def videos(tmp_path_factory):
     return root
 
 
+def test_every_backbone_declares_one_recipe_per_profile_once():
+    """A backbone's input recipes are declared once, on its class, for every profile; the weights describe
+    the weights only (they used to carry a second, unread copy)."""
+    from dataclasses import fields
+
+    from avvp.extract.backbones import BACKBONES
+    from avvp.extract.backbones.weights import InputRecipe, WeightsSpec
+    from avvp.extract.decode import PROFILES
+
+    assert "recipes" not in {f.name for f in fields(WeightsSpec)}
+    for name in BACKBONES.names():
+        recipes = BACKBONES.get(name).recipes
+        assert set(recipes) == set(PROFILES), name
+        assert all(isinstance(r, InputRecipe) and r.steps for r in recipes.values()), name
+
+
 def test_store_records_the_profile_and_refuses_to_mix(videos, tmp_path):
     out = tmp_path / "data.h5"
     assert main(["--videos", str(videos), "--out", str(out), *ARGS]) == 0

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers.training import loss_before_and_after
 from avvp.models.base import MODELS, Batch, InputDims
 from avvp.models.blocks import HANLayer
 from avvp.models.cvcms import (
@@ -166,19 +167,8 @@ def test_augmented_half_only_in_contrastive_unless_asked():
 
 
 def test_training_step_reduces_loss():
-    model = build()
-    batch = make_batch(b=6)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.eval()
-    before = model.loss(model(batch), batch, 3)[0].item()
-    model.train()
-    for _ in range(15):
-        opt.zero_grad()
-        loss, _ = model.loss(model(batch), batch, 3)
-        loss.backward()
-        opt.step()
-    model.eval()
-    assert model.loss(model(batch), batch, 3)[0].item() < before
+    before, after = loss_before_and_after(build(), make_batch(b=6), 15, epoch=3)
+    assert after < before
 
 
 # ---------------------------------------------------------------------------------- flags

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers.training import loss_before_and_after
 from avvp.data.classes import LLP_CLASSES
 from avvp.models.base import MODELS, Batch, InputDims
 from avvp.models.leap import (
@@ -156,19 +157,8 @@ def test_loss_parts_match_their_definitions():
 
 
 def test_training_step_reduces_loss():
-    model = build()
-    batch = make_batch(b=4)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.eval()
-    before = model.loss(model(batch), batch, 1)[0].item()
-    model.train()
-    for _ in range(15):
-        opt.zero_grad()
-        loss, _ = model.loss(model(batch), batch, 1)
-        loss.backward()
-        opt.step()
-    model.eval()
-    assert model.loss(model(batch), batch, 1)[0].item() < before
+    before, after = loss_before_and_after(build(), make_batch(b=4), 15, epoch=1)
+    assert after < before
 
 
 def test_missing_targets_raise_clear_errors():

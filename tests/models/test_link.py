@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.training import fit_one_batch
 from avvp.models.base import MODELS, Batch, InputDims
 from avvp.models.link import (
     CMIM, LINK, TSAM, LINKOptions, label_text_features, piecewise_lambda, segment_iou, sloss_avss,
@@ -188,15 +189,8 @@ def test_plsim_needs_teacher_labels_and_texts():
 def test_tiny_model_fits_a_batch():
     batch = make_batch(16, seed=3, planted=True)
     model = build(TINY)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(60):
-        loss, parts = model.loss(model(batch), batch, 1)
-        basic = parts["video"] + parts["seg_audio"] + parts["seg_visual"]
-        first = basic if first is None else first
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    history = fit_one_batch(model, batch, 60, optimizer=torch.optim.AdamW)
+    first, basic = (parts["video"] + parts["seg_audio"] + parts["seg_visual"] for _, parts in (history[0], history[-1]))
     assert basic < 0.5 * first
 
 

@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Iterable, Mapping, Protocol, Sequence
 import numpy as np
 
 from avvp.data.layouts import check_layout
+from avvp.extract.backbones.config import BackboneConfig
 from avvp.extract.backbones.weights import (
     InputRecipe,
     ResolvedWeights,
@@ -75,30 +76,6 @@ class OutputSpec:
 
     def __post_init__(self) -> None:
         check_layout(self.layout, self.path)
-
-
-@dataclass(frozen=True)
-class BackboneConfig:
-    """How to build a backbone. Never mutated; `dataclasses.replace` to derive variants.
-
-    `options` stays a sorted tuple of (name, value) pairs (hashable, picklable for the Ray actors, and
-    what the CLIs and the parse inheritance merge); the backbone turns it into its typed `Options` when
-    it is built, which is where unknown names and bad values are rejected."""
-
-    weights: str = "pretrained"  # "pretrained" | "random" (asked for explicitly) | "none" (inputs only, no network)
-    weights_dir: str | None = None  # offline weight files; None = the library's standard cache
-    device: str = "cpu"  # resolved device string ("cpu", "cuda", "cuda:1")
-    precision: str = "fp32"  # "fp32" (exact, every device) | "bf16" | "fp16" (autocast, only when asked)
-    options: tuple[tuple[str, Any], ...] = ()  # backbone-specific options, e.g. (("model", "ViT-B-32"),)
-    profile: str = "reference"  # network-input profile ("reference" | "clean"), see the backbones' recipes
-
-    def option(self, name: str, default: Any = None) -> Any:
-        return dict(self.options).get(name, default)
-
-    def with_options(self, **kw: Any) -> "BackboneConfig":
-        merged = dict(self.options)
-        merged.update(kw)
-        return dataclasses.replace(self, options=tuple(sorted(merged.items())))
 
 
 def option_field(default: Any, help: str) -> Any:
@@ -277,6 +254,11 @@ class Backbone(abc.ABC):
     def profile(self) -> str:
         return self.config.profile
 
+    def check_profiles(self, videos: Sequence[Any]) -> None:
+        """`check_profile` for every video of a batch (before any work on it)."""
+        for video in videos:
+            self.check_profile(video)
+
     def check_profile(self, video: Any) -> None:
         """A decoded video must come from the profile this backbone prepares inputs for."""
         got = getattr(video, "profile", None)
@@ -302,15 +284,8 @@ class Backbone(abc.ABC):
         return {}
 
     def outputs(self) -> list[OutputSpec]:
-        """The per-video arrays this backbone writes: its declarations, with their attributes (plus the
-        seed of a random-weights build)."""
-        specs = []
-        for spec in self.declared_outputs(self.options):
-            attrs = dict(self.output_attrs(spec))
-            if self.random_weights:
-                attrs["random_seed"] = self.options.random_seed
-            specs.append(dataclasses.replace(spec, attrs=attrs))
-        return specs
+        """The per-video arrays this backbone writes: its declarations, with their own attributes."""
+        return [dataclasses.replace(spec, attrs=dict(self.output_attrs(spec))) for spec in self.declared_outputs(self.options)]
 
     @abc.abstractmethod
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
@@ -327,25 +302,33 @@ class Backbone(abc.ABC):
             return self.resolved.weights_id
         return "random" if self.random_weights else self.name
 
-    def store_attrs(self, spec: OutputSpec) -> dict[str, Any]:
-        """Attributes written with each output array in the store."""
+    def provenance_attrs(self) -> dict[str, Any]:
+        """How this backbone's arrays were made, carried by every array it writes (per video or per dataset):
+        backbone, weights id, random_weights (with the seed of a random build), precision, avvp version."""
         from avvp import __version__
 
-        return {
-            "backbone": self.name,
-            "weights": self.weights_id(),
-            "random_weights": bool(self.random_weights),
-            "precision": self.config.precision,
-            "layout": spec.layout,
-            "axes": spec.axes,
-            "profile": self.profile,
-            "input_recipe": self.input_recipe(),
-            "avvp_version": __version__,
-            **spec.attrs,
-        }
+        seed = {"random_seed": self.options.random_seed} if self.random_weights else {}
+        return {"backbone": self.name, "weights": self.weights_id(), "random_weights": bool(self.random_weights),
+                **seed, "precision": self.config.precision, "avvp_version": __version__}
+
+    def store_attrs(self, spec: OutputSpec) -> dict[str, Any]:
+        """Attributes written with each per-video output array in the store."""
+        return {**self.provenance_attrs(), "layout": spec.layout, "axes": spec.axes, "profile": self.profile,
+                "input_recipe": self.input_recipe(), **spec.attrs}
+
+    def text_array_attrs(self, **own: Any) -> dict[str, Any]:
+        """Attributes of a label-text array (dataset-level, one row per class): the provenance every array
+        carries, then the backbone's `own` (texts, logit_scale, ...; `own` wins, e.g. CLIP's text tower
+        always runs in fp32)."""
+        return {**self.provenance_attrs(), "layout": "class x dim", **own}
 
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone", providers=("avvp.extract.backbones",))
+
+
+def rows_per_video(rows: np.ndarray, videos: int) -> list[np.ndarray]:
+    """A batch's stacked outputs (the videos' equal row blocks, in order) as one contiguous array per video."""
+    return [np.ascontiguousarray(part) for part in np.split(rows, videos)] if videos else []
 
 
 def backbone_of_output(path: str) -> str:

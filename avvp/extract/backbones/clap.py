@@ -66,8 +66,7 @@ from avvp.extract.backbones.weights import (
     WeightsSpec,
     autocast_for,
     chunked,
-    downloads_allowed,
-    missing_weights_message,
+    resolve_weights_file,
 )
 
 # laion_clap HTSAT audio_cfg (model_configs/HTSAT-tiny.json), checked against the built model
@@ -97,15 +96,18 @@ CLAP_RECIPES = {
          "fusion log-mel")),
 }
 
-CLAP_630K_FUSION = WeightsSpec(
-    backbone="clap",
-    weights_name="laion_clap:630k-fusion-best",
-    filename="630k-fusion-best.pt",
-    url="https://huggingface.co/lukewys/laion_clap/resolve/main/630k-fusion-best.pt",
-    # laion_clap's own download location is its package directory (handled below), not a std cache
-    cache="none",
-    recipes=CLAP_RECIPES,
-)
+
+
+def clap_weights_spec(filename: str) -> WeightsSpec:
+    """The WeightsSpec of one of laion's checkpoint files. Its cache is laion_clap's own download location
+    (the package directory, where `load_ckpt(model_id=...)` puts it); the stored id is
+    "laion_clap:<file name>"."""
+    return WeightsSpec(backbone="clap", weights_name=f"laion_clap:{filename}", filename=filename,
+                       url=f"https://huggingface.co/lukewys/laion_clap/resolve/main/{filename}",
+                       cache="package", package="laion_clap")
+
+
+CLAP_630K_FUSION = clap_weights_spec("630k-fusion-best.pt")  # VALOR's load_ckpt(model_id=2)
 TOKENIZER_SUBDIR = "roberta-base"  # <weights_dir>/roberta-base/{vocab.json, merges.txt}
 TOKENIZER_HF_REPOS = ("FacebookAI/roberta-base", "roberta-base")
 DEFAULT_BATCH_ITEMS = 32  # 10 s waveforms per HTS-AT forward (11 per video)
@@ -215,40 +217,6 @@ def check_audio_config(audio_cfg: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------ weights lookup
-def laion_clap_package_dir() -> Path:
-    """Where `CLAP_Module.load_ckpt(model_id=...)` downloads checkpoints (the package directory)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("laion_clap")
-    if spec is None or spec.origin is None:
-        raise ImportError("laion_clap is not installed")
-    return Path(spec.origin).parent
-
-
-def resolve_clap_checkpoint(ckpt: str, weights_dir: str | None) -> Path:
-    """The checkpoint file: `ckpt` as a path if it names an existing file, else the file name `ckpt`
-    in `weights_dir`, then in laion_clap's download location; downloaded there only with AVVP_ONLINE=1."""
-    direct = Path(ckpt).expanduser()
-    if direct.is_file() and (direct.is_absolute() or os.sep in ckpt):
-        return direct
-    name = direct.name
-    spec = CLAP_630K_FUSION if name == CLAP_630K_FUSION.filename else WeightsSpec(
-        backbone="clap", weights_name=f"laion_clap:{Path(name).stem}", filename=name,
-        url=f"https://huggingface.co/lukewys/laion_clap/resolve/main/{name}", cache="none",
-    )
-    searched = ([Path(weights_dir) / name] if weights_dir else []) + [laion_clap_package_dir() / name]
-    for path in searched:
-        if path.is_file():
-            return path
-    if downloads_allowed():
-        import torch
-
-        target = laion_clap_package_dir() / name
-        torch.hub.download_url_to_file(spec.url, str(target))
-        return target
-    raise WeightsUnavailable(missing_weights_message(spec, searched, weights_dir, "offline and not found"))
-
-
 def find_tokenizer_dir(weights_dir: str | None, explicit: str | None) -> Path | None:
     """A directory with roberta-base's vocab.json + merges.txt: the `tokenizer_dir` option, then
     <weights_dir>/roberta-base, then the huggingface_hub cache. None when there is none."""
@@ -299,7 +267,7 @@ CLAP_OUTPUT_ATTRS: dict[str, dict[str, Any]] = {
 @dataclass(frozen=True)
 class ClapOptions(BackboneOptions):
     ckpt: str = option_field(
-        CLAP_630K_FUSION.filename, "checkpoint file name (searched in --weights-dir, then laion_clap's download "
+        CLAP_630K_FUSION.filename, "checkpoint file name (in --weights-dir when given, else laion_clap's download "
         f"directory) or path (default {CLAP_630K_FUSION.filename})")
     amodel: str = option_field("HTSAT-tiny", "laion_clap audio model config (default HTSAT-tiny)")
     enable_fusion: bool = option_field(True, "build the fusion model (default True; the 630k-fusion checkpoint needs it)")
@@ -329,7 +297,11 @@ class ClapBackbone(Backbone):
 
     def configure(self) -> None:
         # every file is resolved at construction, so a missing one fails before any decoding; the model
-        # (slow to build) is built on first use
+        # (slow to build) is built on first use. A `ckpt` path names its own directory; a file name is
+        # looked up like every backbone's weights (--weights-dir, else the cache of its WeightsSpec).
+        ckpt = Path(self.options.ckpt).expanduser()
+        self.weights_spec = clap_weights_spec(ckpt.name)
+        self.checkpoint_dir = str(ckpt.parent) if ckpt.is_absolute() or os.sep in self.options.ckpt else None
         self.tokenizer_dir = find_tokenizer_dir(self.config.weights_dir, self.options.tokenizer_dir)
         self._tokenizer = None
         if self.tokenizer_dir is not None:
@@ -353,11 +325,10 @@ class ClapBackbone(Backbone):
             )
 
     def resolve_weights(self) -> ResolvedWeights:
-        path = resolve_clap_checkpoint(self.options.ckpt, self.config.weights_dir)
+        resolved = resolve_weights_file(self.weights_spec, self.checkpoint_dir or self.config.weights_dir)
         if self.tokenizer_dir is None:
             raise WeightsUnavailable(missing_tokenizer_message(self.config.weights_dir))
-        in_dir = self.config.weights_dir is not None and path.parent == Path(self.config.weights_dir)
-        return ResolvedWeights(path, f"laion_clap:{path.name}", "weights_dir" if in_dir else "cache", None)
+        return resolved
 
     @property
     def checkpoint(self) -> Path | None:
@@ -391,9 +362,8 @@ class ClapBackbone(Backbone):
         return {**attrs, **CLAP_OUTPUT_ATTRS[spec.path]}
 
     def dataset_arrays(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-        attrs = {"backbone": self.name, "weights": self.weights_id(), "random_weights": bool(self.random_weights),
-                 "precision": self.config.precision, "layout": "class x dim", "texts": list(CLAP_TEXTS),
-                 "logit_scale": self.logit_scale, "real_tokenizer": self.tokenizer_dir is not None}
+        attrs = self.text_array_attrs(texts=list(CLAP_TEXTS), logit_scale=self.logit_scale,
+                                      real_tokenizer=self.tokenizer_dir is not None)
         return {"text/clap": (self.text_embeddings().copy(), attrs)}
 
     def text_embeddings(self) -> np.ndarray:
@@ -440,8 +410,7 @@ class ClapBackbone(Backbone):
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
         import torch
 
-        for v in videos:
-            self.check_profile(v)
+        self.check_profiles(videos)
         results = [self._zeros() for _ in videos]
         audible = [i for i, v in enumerate(videos) if v.has_audio]
         if not audible:

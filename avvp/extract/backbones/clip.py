@@ -54,7 +54,9 @@ import numpy as np
 
 from avvp.data.classes import LLP_CLASSES, NUM_CLASSES, NUM_SEGMENTS
 from avvp.data.layouts import SEGMENTS
-from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneOptions, OutputSpec, VideoInput, option_field
+from avvp.extract.backbones.base import (
+    BACKBONES, Backbone, BackboneOptions, OutputSpec, VideoInput, option_field, rows_per_video,
+)
 from avvp.extract.backbones.frames import FRAME_FPS, FRAMES_PER_VIDEO, check_frames, frames_to_nchw
 from avvp.extract.backbones.prompts import CLIP_PROMPTS
 from avvp.extract.backbones import hf_clip
@@ -154,7 +156,6 @@ def open_clip_weights_spec(model: str, tag: str) -> WeightsSpec:
             "std": list(cfg.get("std", OPENAI_STD)),
             "quick_gelu": bool(cfg.get("quick_gelu", False)),
         },
-        recipes=CLIP_RECIPES,
     )
 
 
@@ -350,11 +351,9 @@ class ClipBackbone(Backbone):
 
     def dataset_arrays(self) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
         text, scale = self.text_embeddings()
-        seed = {"random_seed": self.options.random_seed} if self.random_weights else {}
-        attrs = {**self._common_attrs(), **seed, "backbone": self.name, "weights": self.weights_id(),
-                 "random_weights": bool(self.random_weights), "precision": "fp32", "layout": "class x dim",
-                 "prompts": list(self.prompts), "classes": list(LLP_CLASSES), "logit_scale": scale,
-                 "normalized": "l2"}
+        # the text tower runs in exact fp32 whatever --precision says (text_embeddings)
+        attrs = self.text_array_attrs(**self._common_attrs(), precision="fp32", prompts=list(self.prompts),
+                                      classes=list(LLP_CLASSES), logit_scale=scale, normalized="l2")
         return {"text/clip": (text, attrs)}
 
     # -- extraction -------------------------------------------------------------------------
@@ -414,16 +413,11 @@ class ClipBackbone(Backbone):
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
         import torch
 
+        self.check_profiles(videos)
         if not videos:
             return []
-        for v in videos:
-            self.check_profile(v)
         images = torch.cat([self.preprocess(self.segment_frames(v)) for v in videos])
         feats = self.embed(images).numpy()
         scores = self.zeroshot_scores(feats)
-        results = []
-        for i in range(len(videos)):
-            rows = slice(i * NUM_SEGMENTS, (i + 1) * NUM_SEGMENTS)
-            results.append({"features/clip": np.ascontiguousarray(feats[rows]),
-                            "zeroshot/clip": np.ascontiguousarray(scores[rows])})
-        return results
+        return [{"features/clip": f, "zeroshot/clip": z}
+                for f, z in zip(rows_per_video(feats, len(videos)), rows_per_video(scores, len(videos)))]

@@ -22,7 +22,7 @@ import numpy as np
 
 from avvp.data.classes import NUM_SEGMENTS
 from avvp.data.layouts import SEGMENTS
-from avvp.extract.backbones.base import BACKBONES, Backbone, OutputSpec, VideoInput
+from avvp.extract.backbones.base import BACKBONES, Backbone, OutputSpec, VideoInput, rows_per_video
 from avvp.extract.backbones.frames import (
     FRAME_FPS,
     FRAMES_PER_VIDEO,
@@ -65,7 +65,6 @@ R2PLUS1D_18_KINETICS400_V1 = WeightsSpec(
         "mean": list(KINETICS_MEAN),
         "std": list(KINETICS_STD),
     },
-    recipes=R2PLUS1D_RECIPES,
 )
 
 
@@ -157,11 +156,8 @@ class R2Plus1DBackbone(Backbone):
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
         import torch
 
+        self.check_profiles(videos)
         if not videos:
             return []
-        for v in videos:
-            self.check_profile(v)
         clips = torch.cat([self.preprocess(check_frames(v, self.name)) for v in videos])
-        feats = self.embed(clips).numpy()
-        return [{f"features/{self.name}": np.ascontiguousarray(feats[i * NUM_SEGMENTS:(i + 1) * NUM_SEGMENTS])}
-                for i in range(len(videos))]
+        return [{f"features/{self.name}": rows} for rows in rows_per_video(self.embed(clips).numpy(), len(videos))]

@@ -32,7 +32,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from avvp.data.layouts import FRAMES
-from avvp.extract.backbones.base import BACKBONES, Backbone, BackboneOptions, OutputSpec, VideoInput, option_field
+from avvp.extract.backbones.base import (
+    BACKBONES, Backbone, BackboneOptions, OutputSpec, VideoInput, option_field, rows_per_video,
+)
 from avvp.extract.backbones.frames import (
     FRAME_FPS,
     FRAMES_PER_VIDEO,
@@ -77,7 +79,6 @@ RESNET152_IMAGENET1K_V1 = WeightsSpec(
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
     },
-    recipes=RESNET152_RECIPES,
 )
 
 
@@ -172,12 +173,9 @@ class ResNet152Backbone(Backbone):
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
         import torch
 
+        self.check_profiles(videos)
         if not videos:
             return []
-        for v in videos:
-            self.check_profile(v)
         # frames of all videos go through the network together (each video resized at its own size)
         images = torch.cat([self.preprocess(check_frames(v, self.name)) for v in videos])
-        feats = self.embed(images).numpy()
-        return [{f"features/{self.name}": np.ascontiguousarray(feats[i * FRAMES_PER_VIDEO:(i + 1) * FRAMES_PER_VIDEO])}
-                for i in range(len(videos))]
+        return [{f"features/{self.name}": rows} for rows in rows_per_video(self.embed(images).numpy(), len(videos))]

@@ -55,6 +55,7 @@ from avvp.extract.backbones.base import (
     VideoInput,
     WeightsUnavailable,
     option_field,
+    rows_per_video,
 )
 from avvp.extract.backbones.weights import (
     InputRecipe,
@@ -336,8 +337,7 @@ class VGGishBackbone(Backbone):
 
     def extract_batch(self, videos: Sequence[VideoInput]) -> list[dict[str, np.ndarray]]:
         results = [{"features/vggish": np.zeros((NUM_SEGMENTS, EMBEDDING_SIZE), np.float32)} for _ in videos]
-        for v in videos:
-            self.check_profile(v)
+        self.check_profiles(videos)
         audible = [i for i, v in enumerate(videos) if v.has_audio]
         if not audible:
             return results
@@ -345,6 +345,6 @@ class VGGishBackbone(Backbone):
         embeddings = self.embed(examples)
         if self.options.postprocess:
             embeddings = pca_quantize(embeddings, *self.pca_params())
-        for k, i in enumerate(audible):
-            results[i] = {"features/vggish": np.ascontiguousarray(embeddings[k * NUM_SEGMENTS:(k + 1) * NUM_SEGMENTS], dtype=np.float32)}
+        for i, rows in zip(audible, rows_per_video(embeddings.astype(np.float32, copy=False), len(audible))):
+            results[i] = {"features/vggish": rows}
         return results

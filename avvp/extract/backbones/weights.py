@@ -57,8 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
 
-if TYPE_CHECKING:  # base.py imports this module; the config is only an annotation here
-    from avvp.extract.backbones.base import BackboneConfig
+if TYPE_CHECKING:  # the config is only an annotation here
+    from avvp.extract.backbones.config import BackboneConfig
 
 WEIGHT_MODES = ("pretrained", "random", "none")  # "none": preprocessing only (network_inputs), never a forward
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -79,13 +79,13 @@ class WeightsSpec:
     weights_name: str  # stable identity stored as the `weights` attribute, e.g. "torchvision:..."
     filename: str  # canonical file name expected under --weights-dir and in the cache
     url: str = ""  # where a human (or the library when online) downloads the file
-    cache: str = "torch_hub"  # "torch_hub" | "hf_hub" | "none" (weights_dir only)
+    cache: str = "torch_hub"  # "torch_hub" | "hf_hub" | "package" | "none" (weights_dir only)
     sha256_prefix: str = ""  # leading hex digits of the file's SHA-256, when published
     alt_filenames: tuple[str, ...] = ()  # other accepted names (e.g. an older re-serialisation)
     hf_repo: str = ""  # for cache="hf_hub": repository id
     hf_filenames: tuple[str, ...] = ()  # for cache="hf_hub": files tried in order in that repository
+    package: str = ""  # for cache="package": the Python package whose directory is the cache (laion_clap's)
     preprocessing: Mapping[str, Any] = field(default_factory=dict)  # mean/std/size..., stored as attrs
-    recipes: Mapping[str, InputRecipe] = field(default_factory=dict)  # profile -> how inputs are made
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,21 @@ def hf_hub_cache_dir() -> Path:
     return Path(home) / "hub"
 
 
+def package_dir(package: str) -> Path:
+    """The directory of an installed Python package (laion_clap downloads its checkpoints there)."""
+    import importlib.util
+
+    found = importlib.util.find_spec(package)
+    if found is None or found.origin is None:
+        raise ImportError(f"{package} is not installed")
+    return Path(found.origin).parent
+
+
+def file_cache_dir(spec: WeightsSpec) -> Path:
+    """Where a single-file cache keeps `spec`'s file: torch's checkpoints folder or the package's directory."""
+    return torch_hub_checkpoint_dir() if spec.cache == "torch_hub" else package_dir(spec.package)
+
+
 def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -190,6 +205,9 @@ def missing_weights_message(spec: WeightsSpec, searched: list[Path], weights_dir
     lines.append(f"  fix: save the file as {where / spec.filename} and pass --weights-dir {where}")
     if spec.cache == "torch_hub":
         lines.append(f"   or: put it in the torch cache as {torch_hub_checkpoint_dir() / spec.filename}")
+    elif spec.cache == "package":
+        with contextlib.suppress(ImportError):
+            lines.append(f"   or: put it in {spec.package}'s download directory as {package_dir(spec.package) / spec.filename}")
     elif spec.cache == "hf_hub" and spec.hf_repo:
         lines.append(f"   or: have huggingface_hub cache {spec.hf_repo} (files {', '.join(spec.hf_filenames)}) "
                      f"under {hf_hub_cache_dir()}")
@@ -233,8 +251,8 @@ def resolve_weights_file(spec: WeightsSpec, weights_dir: str | None) -> Resolved
         reason = "weights directory does not exist" if not Path(weights_dir).is_dir() else "file not found"
         raise WeightsUnavailable(missing_weights_message(spec, searched, weights_dir, reason))
 
-    if spec.cache == "torch_hub":
-        cache_dir = torch_hub_checkpoint_dir()
+    if spec.cache in ("torch_hub", "package"):
+        cache_dir = file_cache_dir(spec)
         searched = [cache_dir / n for n in names]
         for path in searched:
             if path.is_file():
