@@ -22,6 +22,8 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 K = 25
 E = math.e
 TINY = LINKOptions(hidden=32, heads=2, ff=32, layers=1)
+# PLSIM with PyTorch's default init, so that its inputs move the outputs of an untrained model
+TINY_P = replace(TINY, plsim_zero_init=False)
 DIMS = InputDims(audio=(64, 24), visual=(10, 20), motion=(10, 16), text_dims=(("clap", 8), ("clip", 12)))
 
 
@@ -100,7 +102,7 @@ def test_segment_iou_hand_checked_and_matches_store_definition():
 
 
 def test_tsam_and_cmim_hand_checked():
-    tsam = TSAM(10, 2, 7)
+    tsam = TSAM(10, 6, 2, 7, residual=False)
     for p in tsam.parameters():
         torch.nn.init.zeros_(p)
     f = torch.randn(2, 10, 6)
@@ -136,7 +138,7 @@ def test_shapes_and_probabilities():
                                     {"plsim_pool": "sum"}, {"plsim_labels": "masked"}])
 def test_architecture_switches_change_outputs(change):
     batch = make_batch()
-    full, ablated = build(TINY).eval(), build(replace(TINY, **change)).eval()
+    full, ablated = build(TINY_P).eval(), build(replace(TINY_P, **change)).eval()
     a, b = full(batch).audio_seg, ablated(batch).audio_seg
     assert not torch.allclose(a, b)
     assert (~torch.isclose(a, b)).flatten(1).any(dim=1).all()  # the switch changes every video's segments
@@ -148,6 +150,7 @@ def test_sloss_switches_change_the_loss():
     torch.manual_seed(1)
     out = model(batch)
     total, parts = model.loss(out, batch, 1)
+    parts["total"] = total.item()
     assert {"label", "avss", "mu"} <= set(parts)
     total.backward()
     assert model.mu.grad is not None and model.mu.grad.item() != 0.0
@@ -155,10 +158,11 @@ def test_sloss_switches_change_the_loss():
                          ({"avss_weighting": "uniform"}, {"mu"})):
         m = build(replace(TINY, **change)).train()
         torch.manual_seed(1)
-        _, p = m.loss(m(batch), batch, 1)
+        t, p = m.loss(m(batch), batch, 1)
+        p["total"] = t.item()
         assert not (gone & set(p)) and p["total"] != pytest.approx(parts["total"])
         # the same forward (same seed, same weights): only the switched terms leave or change the total
-        kept = {"video", "seg_audio", "seg_visual", "label", "avss"} & set(p)
+        kept = {"global", "audio_seg", "visual_seg", "label", "avss"} & set(p)
         assert p["total"] == pytest.approx(sum(p[k] for k in kept), rel=1e-5)
         reweighted = {"avss"} if "mu" in gone else set()  # uniform weighting: AVSS without mu changes
         same = kept - reweighted
@@ -192,7 +196,7 @@ def test_tiny_model_fits_a_batch():
     first = None
     for _ in range(60):
         loss, parts = model.loss(model(batch), batch, 1)
-        basic = parts["video"] + parts["seg_audio"] + parts["seg_visual"]
+        basic = parts["global"] + parts["audio_seg"] + parts["visual_seg"]
         first = basic if first is None else first
         opt.zero_grad()
         loss.backward()
@@ -340,7 +344,7 @@ def test_plsim_from_stored_pseudo_labels_and_packaged_glove_rows():
     batch = make_batch()
     batch.teacher_audio = batch.teacher_visual = None
     batch.text = {}
-    opts = replace(TINY, plsim_labels="stored", plsim_text="glove")
+    opts = replace(TINY_P, plsim_labels="stored", plsim_text="glove")
     model = LINK(opts, replace(DIMS, text_dims=())).eval()
     assert LINK.required_inputs(opts) == ("stored_pseudo",)
     with pytest.raises(ValueError, match="stored_pseudo_audio"):

@@ -106,7 +106,7 @@ def link_preset() -> ExperimentConfig:
     VALOR++'s published numbers), so the preset is VALOR++'s script: CLAP tokens / CLIP + R(2+1)D, VALOR
     pseudo-labels, hidden 256, 8 heads, ff 1024, 4 layers; AdamW lr 3e-4 → 3e-6 warm-up (10) cosine,
     betas (0.5, 0.999), wd 1e-3, grad clip 1.0, batch 64, 60 epochs, seed 87, selection `>`, standard gate.
-    T, S, P all on (`model.options.tsam/sloss/plsim`)."""
+    Every addition on (`model.options.tsam/cmim/sloss/plsim`); all four off is the valor++ preset exactly."""
     return ExperimentConfig(
         preset="link",
         data=DataConfig(audio="clap_tokens", visual="clip", motion="r2plus1d", labels="pseudo"),
