@@ -315,7 +315,19 @@ class LINK(ParsingModel):
                 self.register_buffer("mu", torch.tensor(float(config.mu_init)), persistent=True)
             else:
                 self.mu = nn.Parameter(torch.tensor(float(config.mu_init)))
-        self._register_load_state_dict_pre_hook(_rename_old_keys)
+        self._register_load_state_dict_pre_hook(self._load_pre_change_checkpoint)
+
+    def _load_pre_change_checkpoint(self, state_dict, prefix, *args) -> None:
+        """Checkpoints written before LINK was rebuilt on VALOR++ hold `proj.*` and computed the literal
+        Eq. 3 (no TSAM residual): rename the keys and run TSAM as they did (recorded in the options)."""
+        old = [k for k in state_dict if k.startswith(prefix + "proj.")]
+        for key in old:
+            state_dict[prefix + "projection." + key[len(prefix + "proj."):]] = state_dict.pop(key)
+        if old and self.options.tsam and self.options.tsam_residual:
+            from dataclasses import replace
+
+            self.options = replace(self.options, tsam_residual=False)
+            self.tsam_a.residual = self.tsam_v.residual = False
 
     @classmethod
     def required_inputs(cls, options: LINKOptions | Mapping[str, Any]) -> tuple[str, ...]:
@@ -377,9 +389,3 @@ class LINK(ParsingModel):
         if mu is not None:
             logged["mu"] = float(mu.detach())
         return total, logged
-
-
-def _rename_old_keys(state_dict, prefix, *args) -> None:
-    """Checkpoints written before LINK was rebuilt on VALOR++'s module names held `proj.*`."""
-    for key in [k for k in state_dict if k.startswith(prefix + "proj.")]:
-        state_dict[prefix + "projection." + key[len(prefix + "proj."):]] = state_dict.pop(key)
