@@ -52,6 +52,8 @@ ROWS: dict[str, tuple[tuple[str, ...], dict]] = {
     "LINK (T, S, P)": (BOTH, {"tsam": True, "cmim": True, "sloss": True, "plsim": True}),
     "+ T literal": (("link",), {"tsam": True, "cmim": True, **LITERAL}),
     "+ P literal": (BOTH, {"plsim": True, **LITERAL}),
+    "LINK, label dropout 0.5": (("link-release",), {"tsam": True, "cmim": True, "sloss": True, "plsim": True,
+                                                   "plsim_label_dropout": 0.5}),
     "LINK literal": (BOTH, {"tsam": True, "cmim": True, "sloss": True, "plsim": True, **LITERAL}),
 }
 ONE_SEED = ("link (all off)",)  # an equality check, not a measurement

@@ -109,6 +109,9 @@ class LINKOptions:
     plsim_pool: str = "mean"
     plsim_text: str = "store"  # "store": /text/clap (audio), /text/clip (visual) | "glove": packaged GloVe rows
     plsim_zero_init: bool = True  # Δ MLPs' last layer at zero: F = f at initialisation
+    # training only: each positive (segment, class) label PLSIM reads is dropped with this probability, so a
+    # model whose PLSIM input is its own training target (plsim_labels=stored) cannot just copy it
+    plsim_label_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for name, allowed in (("position", POSITIONS), ("plsim_pool", PLSIM_POOLS),
@@ -121,6 +124,8 @@ class LINKOptions:
             raise ValueError(f"plsim_labels must be one of {PLSIM_LABEL_SOURCES.names()}, got {self.plsim_labels!r}")
         if self.tsam_spatial_kernel % 2 == 0:
             raise ValueError("tsam_spatial_kernel must be odd (same padding)")
+        if not 0.0 <= self.plsim_label_dropout < 1.0:
+            raise ValueError(f"plsim_label_dropout must be in [0, 1), got {self.plsim_label_dropout}")
 
     @property
     def is_valor_pp(self) -> bool:
@@ -343,6 +348,10 @@ class LINK(ParsingModel):
             a, v = self.cmim(a, v)
         if self.options.plsim:
             la, lv = PLSIM_LABEL_SOURCES.get(self.options.plsim_labels)(batch)
+            p = self.options.plsim_label_dropout
+            if self.training and p > 0:
+                la = la * (torch.rand(la.shape, device=la.device) >= p)
+                lv = lv * (torch.rand(lv.shape, device=lv.device) >= p)
             if self.options.plsim_text == "glove":
                 text_a = text_v = self.plsim_glove
             else:

@@ -171,3 +171,15 @@ def test_trained_link_all_off_equals_trained_valor_pp(tmp_path, monkeypatch):
             assert b[split][level] == pytest.approx(a[split][level], abs=1e-6)
     for la, lb in zip(a["losses"], b["losses"]):
         assert lb == pytest.approx(la, abs=1e-6)
+
+
+def test_plsim_label_dropout_only_in_training():
+    opts = LINKOptions(**{**SIZE, "dropout": 0.0}, tsam=False, cmim=False, sloss=False, plsim_zero_init=False)
+    plain, dropped = seeded(LINK, opts), seeded(LINK, replace(opts, plsim_label_dropout=0.5))
+    batch = batch_of()
+    torch.testing.assert_close(dropped.eval()(batch).audio_seg, plain.eval()(batch).audio_seg)  # inference: all labels
+    torch.manual_seed(3)
+    train_out = dropped.train()(batch).audio_seg
+    assert not torch.allclose(train_out, plain.train()(batch).audio_seg)
+    with pytest.raises(ValueError, match="plsim_label_dropout"):
+        LINKOptions(plsim_label_dropout=1.0)
