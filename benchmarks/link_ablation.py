@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 OFF = {"tsam": False, "cmim": False, "sloss": False, "plsim": False}
-LITERAL = {"tsam_residual": False, "plsim_zero_init": False}
+LITERAL = {"tsam_residual": False, "plsim_zero_init": False, "plsim_label_dropout": 0.0}
 # name -> (presets it runs under, link switches on); the valor++ row is the han model's valor++ preset
 BOTH = ("link", "link-release")
 ROWS: dict[str, tuple[tuple[str, ...], dict]] = {
@@ -52,8 +52,6 @@ ROWS: dict[str, tuple[tuple[str, ...], dict]] = {
     "LINK (T, S, P)": (BOTH, {"tsam": True, "cmim": True, "sloss": True, "plsim": True}),
     "+ T literal": (("link",), {"tsam": True, "cmim": True, **LITERAL}),
     "+ P literal": (BOTH, {"plsim": True, **LITERAL}),
-    "LINK, label dropout 0.5": (("link-release",), {"tsam": True, "cmim": True, "sloss": True, "plsim": True,
-                                                   "plsim_label_dropout": 0.5}),
     "LINK literal": (BOTH, {"tsam": True, "cmim": True, "sloss": True, "plsim": True, **LITERAL}),
 }
 ONE_SEED = ("link (all off)",)  # an equality check, not a measurement
