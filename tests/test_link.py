@@ -357,7 +357,7 @@ def test_plsim_from_stored_pseudo_labels_and_packaged_glove_rows():
     changed = (~torch.isclose(out.audio_seg, model(batch).audio_seg)).flatten(1).any(dim=1)
     assert changed[0] and not changed[1:].any()
     cfg = PRESETS.get("link-release")()
-    assert cfg.model.options == {"plsim_labels": "stored", "plsim_text": "glove", "plsim_label_dropout": 0.5}
+    assert cfg.model.options == {"plsim_labels": "stored", "plsim_text": "glove", "plsim_label_dropout": 0.8}
     assert cfg.data.labels == "pseudo"
     with pytest.raises(ValueError, match="plsim_text=glove"):
         LINK(TINY, replace(DIMS, text_dims=()))
