@@ -83,6 +83,20 @@ def make_store(out: Path, train: int, val: int, test: int) -> Path:
 _DATA: dict = {}
 
 
+def _settings(config: dict) -> dict:
+    """What decides a run's numbers (not where its files are)."""
+    data = {k: v for k, v in config["data"].items() if k != "store"}
+    train = {k: v for k, v in config["train"].items() if k not in ("out", "progress", "device", "threads")}
+    from dataclasses import asdict
+
+    from avvp.models import MODELS
+    from avvp.models.base import options_from_mapping
+
+    model = config["model"]
+    options = asdict(options_from_mapping(MODELS.get(model["name"]).Options, model["options"]))  # defaults filled
+    return {"model": [model["name"], options], "optim": config["optim"], "data": data, "train": train}
+
+
 def run_one(job: tuple) -> tuple:
     """One training run in this worker (the store's splits loaded once per worker)."""
     key, preset_name, switches, seed, store, out, epochs, batch, overrides = job
@@ -107,7 +121,13 @@ def run_one(job: tuple) -> tuple:
         _DATA["data"] = TrainingData(cfg.data, inputs=("teacher", "stored_pseudo"))
     result_path = Path(out) / "metrics_final.json"
     t0 = time.perf_counter()
-    if not result_path.exists():
+    if result_path.exists():  # reuse a finished run only if it was made with these settings
+        import yaml
+
+        made = yaml.safe_load((Path(out) / "config.yaml").read_text())
+        if _settings(made) != _settings(cfg.to_dict()):
+            raise SystemExit(f"{out} holds a run made with other settings; remove it or pass another --out")
+    else:
         Trainer(cfg, _DATA["data"]).fit()
     final = json.loads(result_path.read_text())
     return key, seed, {c: final["test"]["segment"][c] for c in COLUMNS}, time.perf_counter() - t0
