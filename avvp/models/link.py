@@ -1,53 +1,50 @@
-"""LINK (Wang, Zhu, Chen, Wang; arXiv 2412.20872): VALOR++ + TSAM/CMIM + S-LOSS + PLSIM.
+"""LINK (Wang, Zhu, Chen, Wang; arXiv 2412.20872) built as its paper's ablation: VALOR++ plus switches.
 
-No public code exists; the paper (002) is the specification. LINK = the VALOR++ parser (CLAP tokens /
-CLIP + R(2+1)D, `InputProjection` d = 256, sequential post-norm HAN encoder 4 layers × 8 heads, ff 1024,
-attentive MMIL head, VALOR loss) with three additions, each a Table II switch:
+No public code exists; the paper (002) is the specification and its Table II is an ablation over a VALOR++
+baseline, so the model is VALOR++ (the `han` model with the valor++ preset's options: `InputProjection`,
+sequential post-norm HAN encoder, attentive MMIL head, VALOR loss; the same modules, built in the same
+order, so the same seed gives the same weights) plus one switch per addition, in the paper's order:
 
-T  TSAM (Eqs. 1-3): per modality, a CBAM-style block on the (T=10, d) segment features.
-   Temporal attention W (B,T,1) = σ(MLP(avg_d f) + MLP(max_d f)), the MLP shared by both pooled vectors
-   (T → T/r → T, r = `tsam_reduction`); spatial attention S (B,1,d) from the avg and max over time of
-   W⊗f; f̂ = S(W⊗f) · (W⊗f).
-   + CMIM (Eqs. 4-6): f^ac = f̂^a + α2·Softmax(f̂^a f̂^vᵀ)(β2·f̂^v), f^vc likewise with α1, β1;
-   f^out = f̂ + f^c (four learnable scalars).
-S  S-LOSS (Eqs. 9-12): adds L_label and λ·L_avss to the VALOR loss. s = cosine similarity of every
-   audio/visual segment pair of the encoder outputs (B,T,T), r = IoU of their pseudo-label event sets;
-   L_avss = mean over pairs of λ(s)·(s − r)², λ piecewise in s with a learnable μ (Eq. 11):
-   1 for s ≤ −0.2, e^{|1−μ|} for −0.2 < s < 0, e^{|1−μ|} + (1 − e^{|1−μ|})·s for s ≥ 0.
-P  PLSIM (Eqs. 13-17): per segment, the text embeddings (store /text/clap for audio, /text/clip for
-   visual) of the classes the teacher pseudo-labels mark → F_p; four MLPs give scale/bias
-   γ1, γ2 (audio), ρ1, ρ2 (visual); F = f ⊙ γ1 + γ2 + f.
+  tsam   Eqs. 1-3  temporal attention W (B,T,1) = σ(MLP(avg_d f) + MLP(max_d f)), MLP T → T/r → T shared;
+                   spatial attention S (B,1,d) of x = W⊗f (Eq. 2, see `tsam_spatial`); f̂ = S(x)·x,
+                   plus the input when `tsam_residual` (default).
+  cmim   Eqs. 4-6  f^ac = f̂^a + α2·Softmax(f̂^a f̂^vᵀ/√d)(β2·f̂^v), f^vc likewise (α1, β1);
+                   f^out = f̂ + f^c (`cmim_output="sum"`, Eq. 6) or f^c (`"adapter"`).
+  sloss  Eqs. 9-12 + L_label + λ·L_avss on the VALOR loss; s = cosine of every audio/visual encoder-output
+                   segment pair (B,T,T), r = IoU of their pseudo-label class sets, λ(s) Eq. 11 with μ.
+  plsim  Eqs. 13-17 the label-semantic injection: per segment, F_p = text embeddings of the classes the
+                   teacher marks (/text/clap audio, /text/clip visual); Δ1..Δ4 MLPs give γ1, γ2, ρ1, ρ2;
+                   F = f ⊙ γ1 + γ2 + f (and ρ for visual).
+With every switch off `link` computes VALOR++ exactly (forward, loss, parameters; tested to 1e-6).
 
-Ambiguities resolved (docstring + flag each):
-- Eq. 3 multiplies by (W·f^a) for both modalities; read as a typo for f^m (CBAM's F'' = Ms(F')⊗F').
-- Eq. 2 has no learnable layer and concatenates two d-vectors; as in CBAM a conv over the 2 pooled maps
-  makes one map: Conv1d(2→1, kernel `tsam_spatial_kernel` = 7, same padding) along the feature axis.
-- TSAM's temporal MLP width: T/r with r = 2 (T = 10 is small; CBAM's r = 16 would give 0 units).
-- CMIM softmax over the other modality's T segments of the dot products; scaled by 1/sqrt(d)
-  (`cmim_scaled`, True) because raw 256-d dot products saturate the softmax; α, β initialised to
-  `cmim_init` (1.0).
-- Where the modules sit (Fig. 2 is not in the text): after the input projection, before the HAN encoder
-  (`position = "pre_encoder"`); "post_encoder" applies them between the encoder and the head.
-- L_label = BCE(Y, y) would have no gradient (both are labels); implemented as LEAP's video-level terms
-  BCE(a_prob, Y^a) + BCE(v_prob, Y^v), Y^m = max over t of the segment pseudo-labels (`label_loss`).
-- s is the raw cosine (no ReLU: Eq. 11 weights negative similarities), λ is computed from s detached
-  (`sloss_detach_weight`) so the weight cannot be gamed by moving s; μ gets gradient through λ. μ is
-  initialised to `mu_init` = 0 (λ in the middle piece e ≈ 2.72). Pairs whose two label sets are both
-  empty get r = 0 (same as `avvp.pseudolabels.eiou.eiou_paper`). `avss_target = "store"` uses batch.eiou.
-- PLSIM pseudo-labels: the paper uses labels WITHOUT the weak-label mask ("removed the logical operations
-  with the video-level labels ... for testing"), i.e. teacher logit > threshold. `plsim_labels =
-  "unmasked"` reads `batch.teacher_audio` / `batch.teacher_visual` (B,10,K); "masked" uses
-  batch.pseudo_* (VALOR labels, which on val/test are masked with the evaluated videos' weak labels:
-  only for ablations, never for reported test numbers).
-- `plsim_labels = "stored"` reads the store's /pseudo/audio|visual in every split (trainer input
-  "stored_pseudo"; the released, weak-label-masked labels of an `avvp-import` store) and `plsim_text =
-  "glove"` uses the packaged GloVe rows of the LLP classes (avvp/models/data) instead of /text/clap|clip:
-  together the preset `link-release`, which trains on the released features (docs/models/link.md says
-  what it changes). `freeze_mu` keeps μ at `mu_init`: a trained μ always moves to 1 (λ ≥ 1 is smallest,
-  ≡ 1, at μ = 1), where S-LOSS is plain MSE.
-- Several labels in one segment: F_p = mean of their text embeddings (`plsim_pool = "mean"`, or
-  "sum"); a segment without labels gets F_p = 0. Δ MLPs: Linear(D_text→d)→ReLU→Linear(d→d).
-- L_video^m = Σ_t BCE in Eq. 8: mean over segments and classes, as VALOR's code.
+Readings where the paper is silent or inconsistent (docs/models/link.md gives the measurements; every
+choice is an option, the other reading kept):
+- TSAM residual (`tsam_residual`, default True): Eq. 3 replaces f by f̂ = S·W·f, two sigmoids ≈ 0.5 and
+  ≈ 0.3 at initialisation, i.e. 0.16 of f's norm, and every later layer sees shrunken, re-weighted
+  features. CBAM (the paper's model for TSAM) refines the residual branch and adds the shortcut; so does
+  this default: f + f̂. False = the literal Eq. 3.
+- Eq. 2 (`tsam_spatial`): "concatenate the temporal avg and max pooled vectors, then δ" gives (2, d),
+  which cannot weight (T, d) without a reduction: "conv" = CBAM's spatial-attention form, Conv1d(2→1,
+  kernel `tsam_spatial_kernel`) along the feature axis (default); "mlp" = CBAM's channel-attention form,
+  σ(MLP(avg) + MLP(max)) with a shared d → d/`tsam_reduction` → d MLP.
+- Eq. 3 multiplies by (W·f^a) for both modalities: read as f^m (typo; CBAM's F'' = Ms(F')⊗F').
+- CMIM softmax over the other modality's T segments, scaled by 1/√d (`cmim_scaled`); α, β initialised to
+  `cmim_init` (1).
+- Where the modules sit (Fig. 2 only): between the input projection and the encoder (`position`).
+- L_label = BCE(Y, y) has no prediction: BCE(a_prob, Y^a) + BCE(v_prob, Y^v), Y^m = max_t of the segment
+  pseudo-labels (LEAP's video-level terms; `label_loss`).
+- λ from s detached (`sloss_detach_weight`). μ: trained (paper) drives λ to ≡ 1 (λ ≥ 1 is smallest at
+  μ = 1), i.e. plain MSE; `freeze_mu` keeps μ = `mu_init` (0: λ's peak e). Pairs with two empty label
+  sets get r = 0 (as `avvp.pseudolabels.eiou.eiou_paper`); `avss_target="store"` reads batch.eiou.
+- PLSIM labels (`plsim_labels`): "unmasked" (paper: teacher logit > threshold, no weak-label mask, read
+  from /zeroshot/* in every split), "masked" (batch.pseudo_*, train-only ablations), "stored" (the store's
+  /pseudo/* in every split: a store of the released features; preset `link-release`). Text rows:
+  `plsim_text` "store" (/text/clap, /text/clip) or "glove" (packaged GloVe rows of the LLP classes).
+- PLSIM initialisation (`plsim_zero_init`, default True): the last layer of every Δ MLP starts at zero,
+  so F = f at initialisation and the injection grows from VALOR++'s features (FiLM/adapter practice; the
+  paper gives no initialisation). False = PyTorch's default init, where γ1, γ2 start as random functions
+  of the text rows of the size of f itself.
+- Several labels in one segment: mean of their text rows (`plsim_pool`); none → F_p = 0.
 Hyper-parameters the paper does not give (lr, epochs, batch, dims) follow VALOR++ (its baseline row in
 Table II reproduces VALOR++'s published numbers exactly).
 """
@@ -64,93 +61,128 @@ from torch import nn
 from avvp.data.classes import NUM_SEGMENTS
 from avvp.models.base import MODELS, Batch, InputDims, ModelOutput, ParsingModel, options_from_mapping
 from avvp.models.blocks import HANEncoder, HANEncoderOptions, InputProjection, MMILHead, bce
+from avvp.models.han import valor_loss
 from avvp.registry import Registry
 
+SWITCHES = ("tsam", "cmim", "sloss", "plsim")  # the paper's order (Table II: T = tsam + cmim, S, P)
 POSITIONS = ("pre_encoder", "post_encoder")
 PLSIM_POOLS = ("mean", "sum")
 AVSS_WEIGHTINGS = ("piecewise", "uniform")
 AVSS_TARGETS = ("iou", "store")
 PLSIM_TEXT_SOURCES = ("store", "glove")
+TSAM_SPATIAL = ("conv", "mlp")
+CMIM_OUTPUTS = ("sum", "adapter")
 SIM_LOW = -0.2  # Eq. 11 piece boundary
 
 
 @dataclass(frozen=True)
 class LINKOptions:
+    # VALOR++ (the valor++ preset's han options)
     hidden: int = 256
     heads: int = 8
     ff: int = 1024
     layers: int = 4
     dropout: float = 0.1
-    tsam: bool = True  # Table II "T" (TSAM incl. CMIM)
-    sloss: bool = True  # Table II "S"
-    plsim: bool = True  # Table II "P"
-    cmim: bool = True  # CMIM inside TSAM
+    # the switches, in the paper's order
+    tsam: bool = True
+    cmim: bool = True
+    sloss: bool = True
+    plsim: bool = True
+    # TSAM / CMIM
+    tsam_residual: bool = True  # f + f̂ (CBAM's shortcut); False = the literal Eq. 3 (f̂ replaces f)
+    tsam_spatial: str = "conv"  # Eq. 2's reduction of the (2, d) pooled map: conv | mlp
     tsam_reduction: int = 2
     tsam_spatial_kernel: int = 7
     cmim_scaled: bool = True
     cmim_init: float = 1.0
+    cmim_output: str = "sum"  # "sum": f̂ + f^c (Eq. 6) | "adapter": f^c
     position: str = "pre_encoder"
+    # S-LOSS
     label_loss: bool = True
     avss_weighting: str = "piecewise"
     avss_target: str = "iou"
     sloss_detach_weight: bool = True
     mu_init: float = 0.0
     freeze_mu: bool = False  # μ fixed at mu_init (a buffer, not trained): keeps λ away from the μ → 1 collapse
+    # PLSIM
     plsim_labels: str = "unmasked"  # "unmasked" (paper) | "masked" (train-only ablation) | "stored" (releases)
     plsim_pool: str = "mean"
     plsim_text: str = "store"  # "store": /text/clap (audio), /text/clip (visual) | "glove": packaged GloVe rows
+    plsim_zero_init: bool = True  # Δ MLPs' last layer at zero: F = f at initialisation
+    # training only: each positive (segment, class) label PLSIM reads is dropped with this probability, so a
+    # model whose PLSIM input is its own training target (plsim_labels=stored) cannot just copy it
+    plsim_label_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for name, allowed in (("position", POSITIONS), ("plsim_pool", PLSIM_POOLS),
-                              ("avss_weighting", AVSS_WEIGHTINGS), ("avss_target", AVSS_TARGETS)):
+                              ("avss_weighting", AVSS_WEIGHTINGS), ("avss_target", AVSS_TARGETS),
+                              ("plsim_text", PLSIM_TEXT_SOURCES), ("tsam_spatial", TSAM_SPATIAL),
+                              ("cmim_output", CMIM_OUTPUTS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.plsim_text not in PLSIM_TEXT_SOURCES:
-            raise ValueError(f"plsim_text must be one of {PLSIM_TEXT_SOURCES}, got {self.plsim_text!r}")
         if self.plsim_labels not in PLSIM_LABEL_SOURCES:
             raise ValueError(f"plsim_labels must be one of {PLSIM_LABEL_SOURCES.names()}, got {self.plsim_labels!r}")
         if self.tsam_spatial_kernel % 2 == 0:
             raise ValueError("tsam_spatial_kernel must be odd (same padding)")
+        if not 0.0 <= self.plsim_label_dropout < 1.0:
+            raise ValueError(f"plsim_label_dropout must be in [0, 1), got {self.plsim_label_dropout}")
+
+    @property
+    def is_valor_pp(self) -> bool:
+        """Every addition off: the model is VALOR++."""
+        return not any(getattr(self, s) for s in SWITCHES)
 
 
 # ------------------------------------------------------------------------------------------------ TSAM
 class TSAM(nn.Module):
-    """Temporal (per segment) then spatial (per feature) attention of one modality, CBAM-style."""
+    """Temporal (per segment) then spatial (per feature) attention of one modality, CBAM-style (Eqs. 1-3)."""
 
-    def __init__(self, segments: int, reduction: int, kernel: int):
+    def __init__(self, segments: int, dim: int, reduction: int, kernel: int, spatial: str = "conv",
+                 residual: bool = True):
         super().__init__()
         mid = max(1, segments // reduction)
         self.mlp = nn.Sequential(nn.Linear(segments, mid), nn.ReLU(), nn.Linear(mid, segments))
-        self.conv = nn.Conv1d(2, 1, kernel, padding=kernel // 2)
+        self.spatial_form = spatial
+        if spatial == "conv":
+            self.conv = nn.Conv1d(2, 1, kernel, padding=kernel // 2)
+        else:
+            self.spatial_mlp = nn.Sequential(nn.Linear(dim, max(1, dim // reduction)), nn.ReLU(),
+                                             nn.Linear(max(1, dim // reduction), dim))
+        self.residual = residual
 
     def temporal(self, f: torch.Tensor) -> torch.Tensor:
         """W (B,T,1), Eq. 1: pooled over the feature axis, one weight per segment."""
         return torch.sigmoid(self.mlp(f.mean(dim=-1)) + self.mlp(f.amax(dim=-1))).unsqueeze(-1)
 
     def spatial(self, f: torch.Tensor) -> torch.Tensor:
-        """S (B,1,d), Eq. 2: pooled over time, fused by the conv."""
-        pooled = torch.stack([f.mean(dim=1), f.amax(dim=1)], dim=1)  # (B,2,d)
-        return torch.sigmoid(self.conv(pooled))
+        """S (B,1,d), Eq. 2: pooled over time, reduced by the conv (or the shared MLP)."""
+        if self.spatial_form == "conv":
+            return torch.sigmoid(self.conv(torch.stack([f.mean(dim=1), f.amax(dim=1)], dim=1)))  # (B,1,d)
+        return torch.sigmoid(self.spatial_mlp(f.mean(dim=1)) + self.spatial_mlp(f.amax(dim=1))).unsqueeze(1)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         weighted = self.temporal(f) * f
-        return self.spatial(weighted) * weighted  # Eq. 3
+        refined = self.spatial(weighted) * weighted  # Eq. 3
+        return f + refined if self.residual else refined
 
 
 class CMIM(nn.Module):
     """Eqs. 4-6 with the four learnable scalars α1, α2, β1, β2."""
 
-    def __init__(self, dim: int, scaled: bool, init: float):
+    def __init__(self, dim: int, scaled: bool, init: float, output: str = "sum"):
         super().__init__()
         self.alpha1, self.alpha2, self.beta1, self.beta2 = (nn.Parameter(torch.tensor(float(init))) for _ in range(4))
         self.scale = 1.0 / math.sqrt(dim) if scaled else 1.0
+        self.output = output
 
     def forward(self, fa: torch.Tensor, fv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         att_av = torch.softmax(fa @ fv.transpose(1, 2) * self.scale, dim=-1)  # audio queries over visual segments
         att_va = torch.softmax(fv @ fa.transpose(1, 2) * self.scale, dim=-1)
-        fac = fa + self.alpha2 * att_av @ (self.beta2 * fv)
-        fvc = fv + self.alpha1 * att_va @ (self.beta1 * fa)
-        return fa + fac, fv + fvc
+        fac = fa + self.alpha2 * att_av @ (self.beta2 * fv)  # Eq. 4
+        fvc = fv + self.alpha1 * att_va @ (self.beta1 * fa)  # Eq. 5
+        if self.output == "adapter":
+            return fac, fvc
+        return fa + fac, fv + fvc  # Eq. 6
 
 
 # ----------------------------------------------------------------------------------------------- PLSIM
@@ -200,11 +232,15 @@ def label_text_features(labels: torch.Tensor, text: torch.Tensor, pool: str) -> 
 class PLSIM(nn.Module):
     """Δ1..Δ4 of Eqs. 14-15 and the FiLM-like fusion of Eqs. 16-17."""
 
-    def __init__(self, clap_dim: int, clip_dim: int, hidden: int, pool: str):
+    def __init__(self, clap_dim: int, clip_dim: int, hidden: int, pool: str, zero_init: bool = True):
         super().__init__()
         mlp = lambda d: nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden))  # noqa: E731
         self.delta1, self.delta2 = mlp(clap_dim), mlp(clap_dim)
         self.delta3, self.delta4 = mlp(clip_dim), mlp(clip_dim)
+        if zero_init:  # γ = ρ = 0 at initialisation: F = f, the injection grows from the base features
+            for delta in (self.delta1, self.delta2, self.delta3, self.delta4):
+                nn.init.zeros_(delta[-1].weight)
+                nn.init.zeros_(delta[-1].bias)
         self.pool = pool
 
     def forward(self, fa, fv, labels_a, labels_v, text_clap, text_clip):
@@ -253,15 +289,17 @@ class LINK(ParsingModel):
         super().__init__()
         self.options = config = options_from_mapping(self.Options, options)
         d = config.hidden
-        self.proj = InputProjection(dims, d)
+        # VALOR++ first, named and built in the order of `han` (projection, head, encoder): the same seed
+        # gives the same base weights whatever the switches, and a VALOR++ state dict loads into them
+        self.projection = InputProjection(dims, d)
+        self.head = MMILHead(d, dims.num_classes)
         self.encoder = HANEncoder(HANEncoderOptions(hidden=d, heads=config.heads, ff=config.ff, layers=config.layers,
                                                     dropout=config.dropout, pre_norm=False, sequential=True))
-        self.head = MMILHead(d, dims.num_classes)
         if config.tsam:
-            self.tsam_a = TSAM(NUM_SEGMENTS, config.tsam_reduction, config.tsam_spatial_kernel)
-            self.tsam_v = TSAM(NUM_SEGMENTS, config.tsam_reduction, config.tsam_spatial_kernel)
-            if config.cmim:
-                self.cmim = CMIM(d, config.cmim_scaled, config.cmim_init)
+            self.tsam_a, self.tsam_v = (TSAM(NUM_SEGMENTS, d, config.tsam_reduction, config.tsam_spatial_kernel,
+                                             config.tsam_spatial, config.tsam_residual) for _ in range(2))
+        if config.cmim:
+            self.cmim = CMIM(d, config.cmim_scaled, config.cmim_init, config.cmim_output)
         if config.plsim:
             if config.plsim_text == "glove":
                 from avvp.models.leap import package_glove_embeddings
@@ -276,12 +314,25 @@ class LINK(ParsingModel):
                         "(a store made by avvp-import from the released features has none). Fix: write them with "
                         "avvp-extract, or use the packaged GloVe label rows (--set model.options.plsim_text=glove; "
                         "preset link-release), or train without PLSIM (model.options.plsim=false)")
-            self.plsim_module = PLSIM(text["clap"], text["clip"], d, config.plsim_pool)
+            self.plsim_module = PLSIM(text["clap"], text["clip"], d, config.plsim_pool, config.plsim_zero_init)
         if config.sloss and config.avss_weighting == "piecewise":
             if config.freeze_mu:
                 self.register_buffer("mu", torch.tensor(float(config.mu_init)), persistent=True)
             else:
                 self.mu = nn.Parameter(torch.tensor(float(config.mu_init)))
+        self._register_load_state_dict_pre_hook(self._load_pre_change_checkpoint)
+
+    def _load_pre_change_checkpoint(self, state_dict, prefix, *args) -> None:
+        """Checkpoints written before LINK was rebuilt on VALOR++ hold `proj.*` and computed the literal
+        Eq. 3 (no TSAM residual): rename the keys and run TSAM as they did (recorded in the options)."""
+        old = [k for k in state_dict if k.startswith(prefix + "proj.")]
+        for key in old:
+            state_dict[prefix + "projection." + key[len(prefix + "proj."):]] = state_dict.pop(key)
+        if old and self.options.tsam and self.options.tsam_residual:
+            from dataclasses import replace
+
+            self.options = replace(self.options, tsam_residual=False)
+            self.tsam_a.residual = self.tsam_v.residual = False
 
     @classmethod
     def required_inputs(cls, options: LINKOptions | Mapping[str, Any]) -> tuple[str, ...]:
@@ -290,14 +341,17 @@ class LINK(ParsingModel):
         o = options_from_mapping(LINKOptions, options)
         return PLSIM_INPUTS[o.plsim_labels] if o.plsim else ()
 
-
     def _link_modules(self, a: torch.Tensor, v: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         if self.options.tsam:
             a, v = self.tsam_a(a), self.tsam_v(v)
-            if self.options.cmim:
-                a, v = self.cmim(a, v)
+        if self.options.cmim:
+            a, v = self.cmim(a, v)
         if self.options.plsim:
             la, lv = PLSIM_LABEL_SOURCES.get(self.options.plsim_labels)(batch)
+            p = self.options.plsim_label_dropout
+            if self.training and p > 0:
+                la = la * (torch.rand(la.shape, device=la.device) >= p)
+                lv = lv * (torch.rand(lv.shape, device=lv.device) >= p)
             if self.options.plsim_text == "glove":
                 text_a = text_v = self.plsim_glove
             else:
@@ -308,7 +362,7 @@ class LINK(ParsingModel):
         return a, v
 
     def forward(self, batch: Batch) -> ModelOutput:
-        a, v = self.proj(batch.audio, batch.visual, batch.motion)
+        a, v = self.projection(batch.audio, batch.visual, batch.motion)
         if self.options.position == "pre_encoder":
             a, v = self._link_modules(a, v, batch)
         a, v = self.encoder(a, v)
@@ -322,31 +376,25 @@ class LINK(ParsingModel):
         )
 
     def loss(self, out: ModelOutput, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
-        if batch.pseudo_audio is None or batch.pseudo_visual is None:
-            raise ValueError("LINK trains on VALOR segment pseudo-labels: the store has no /pseudo/audio|visual")
+        """VALOR's loss (the same function `han` with loss="valor" calls), plus S-LOSS's terms when on."""
+        total, logged = valor_loss(self, out, batch, epoch)
+        if not self.options.sloss:
+            return total, logged
         pa, pv = batch.pseudo_audio.float(), batch.pseudo_visual.float()
-        logits = out.extras["frame_logits"]
-        parts = {
-            "video": bce(out.video, batch.weak.float()),
-            "seg_audio": F.binary_cross_entropy_with_logits(logits[:, :, 0], pa),
-            "seg_visual": F.binary_cross_entropy_with_logits(logits[:, :, 1], pv),
-        }
-        if self.options.sloss:
-            if self.options.label_loss:
-                parts["label"] = bce(out.audio_video, pa.amax(dim=1)) + bce(out.visual_video, pv.amax(dim=1))
-            if self.options.avss_target == "store":
-                if batch.eiou is None:
-                    raise ValueError("avss_target='store' needs /pseudo/eiou in the store")
-                r = batch.eiou.float()
-            else:
-                r = segment_iou(pa, pv)
-            mu = self.mu if self.options.avss_weighting == "piecewise" else None
-            parts["avss"] = sloss_avss(out.extras["similarity"], r, mu, self.options.sloss_detach_weight)
-        total = torch.stack(list(parts.values())).sum()
-        logged = {k: float(v.detach()) for k, v in parts.items()}
-        if self.options.sloss and self.options.avss_weighting == "piecewise":
-            logged["mu"] = float(self.mu.detach())
-        return total, logged | {"total": float(total.detach())}
-
-
-# ------------------------------------------------------------------------------------------------ preset
+        if self.options.label_loss:
+            label = bce(out.audio_video, pa.amax(dim=1)) + bce(out.visual_video, pv.amax(dim=1))
+            total = total + label
+            logged["label"] = float(label.detach())
+        if self.options.avss_target == "store":
+            if batch.eiou is None:
+                raise ValueError("avss_target='store' needs /pseudo/eiou in the store")
+            r = batch.eiou.float()
+        else:
+            r = segment_iou(pa, pv)
+        mu = self.mu if self.options.avss_weighting == "piecewise" else None
+        avss = sloss_avss(out.extras["similarity"], r, mu, self.options.sloss_detach_weight)
+        total = total + avss
+        logged["avss"] = float(avss.detach())
+        if mu is not None:
+            logged["mu"] = float(mu.detach())
+        return total, logged
