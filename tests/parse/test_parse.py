@@ -288,7 +288,7 @@ def test_backbone_opt_parses_rejects_unknown_and_the_alias_gives_the_same_config
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--clip-model is deprecated" in err and "--backbone-opt clip.model=ViT-B-32" in err
     for bad, listed in (("nosuch.model=x", "known: clap, clip, r2plus1d, resnet152, vggish"),
-                        ("clip.modle=x", "known: antialias, batch_frames, model, pretrained, quick_gelu"),
+                        ("clip.modle=x", "known: antialias, batch_frames, checkpoint, model, pretrained, quick_gelu, random_seed"),
                         ("clip", "BACKBONE.OPTION=VALUE")):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(["v.mp4", "--checkpoint", "c.pt", "--backbone-opt", bad])

@@ -39,6 +39,7 @@ other clips); a 10 s window at 16 kHz gives exactly 10.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -235,10 +236,25 @@ def resolve_vggish_weights(weights_dir: str | None) -> ResolvedWeights:
         ) from None
 
 
+PROVENANCE_FILE = "avvp-converted.json"  # written next to converted files by avvp-convert-weights (vggish_tf)
+
+
+def converted_from(path: Path) -> str | None:
+    """The source recorded by `convert_vggish_release` for a file in its output folder (None: not converted)."""
+    record = path.parent / PROVENANCE_FILE
+    if not record.is_file():
+        return None
+    try:
+        entry = json.loads(record.read_text()).get(path.name)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or "source" not in entry:
+        return None
+    return f"converted by avvp-convert-weights from {entry.get('kind', 'file')} {Path(entry['source']).name}"
+
+
 def described(resolved: ResolvedWeights) -> str:
     """The weights id, plus the source `avvp-convert-weights vggish` recorded for a file it wrote."""
-    from avvp.extract.backbones.vggish_tf import converted_from
-
     note = converted_from(Path(resolved.path))
     return f"{resolved.weights_id} ({note})" if note else resolved.weights_id
 

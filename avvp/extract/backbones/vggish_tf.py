@@ -37,7 +37,6 @@ TF_TO_TORCHVGGISH = {
     "vggish/fc1/fc1_2": "embeddings.2",
     "vggish/fc2": "embeddings.4",
 }
-PROVENANCE_FILE = "avvp-converted.json"  # written next to the converted files; read by vggish.py
 TF_MISSING = ("reading a TF checkpoint needs TensorFlow, which avvp's environment cannot hold (it needs numpy 2); "
               "pass --tf-python PYTHON of an environment with tensorflow (e.g. `python3 -m venv tfenv && "
               "tfenv/bin/pip install tensorflow-cpu`)")
@@ -121,7 +120,9 @@ def convert_vggish_release(tf_checkpoint: str | Path, pca: str | Path | None, ou
 
     import torch
 
-    from avvp.extract.backbones.vggish import VGGISH_PCA, VGGISH_TORCHVGGISH, build_vggish_network, read_pca_params
+    from avvp.extract.backbones.vggish import (
+        PROVENANCE_FILE, VGGISH_PCA, VGGISH_TORCHVGGISH, build_vggish_network, read_pca_params,
+    )
 
     tf_checkpoint = Path(tf_checkpoint)
     files = checkpoint_files(tf_checkpoint)
@@ -144,20 +145,6 @@ def convert_vggish_release(tf_checkpoint: str | Path, pca: str | Path | None, ou
                                         "sha256": {Path(pca).name: sha256_of(Path(pca))}}
     (out_dir / PROVENANCE_FILE).write_text(json.dumps(sources, indent=1) + "\n")
     return written
-
-
-def converted_from(path: Path) -> str | None:
-    """The source recorded by `convert_vggish_release` for a file in its output folder (None: not converted)."""
-    record = path.parent / PROVENANCE_FILE
-    if not record.is_file():
-        return None
-    try:
-        entry = json.loads(record.read_text()).get(path.name)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(entry, dict) or "source" not in entry:
-        return None
-    return f"converted by avvp-convert-weights from {entry.get('kind', 'file')} {Path(entry['source']).name}"
 
 
 if __name__ == "__main__":  # the TensorFlow side: python vggish_tf.py CHECKPOINT OUT.npz
