@@ -123,6 +123,17 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def describe_last_checkpoint(out: str | os.PathLike) -> str:
+    """What an interrupted run leaves: 'runs/x/last.pt holds epoch 3 of 10 (--resume continues with epoch 4)'."""
+    path = Path(out) / "last.pt"
+    if not path.exists():
+        return f"nothing is saved yet ({path} not written)"
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    epoch, epochs = int(state["epoch"]), int(state["config"]["optim"]["epochs"])
+    then = f"continues with epoch {epoch + 1}" if epoch < epochs else "writes the predictions"
+    return f"{path} holds epoch {epoch} of {epochs} (--resume {then})"
+
+
 def input_dims_from_dict(d: dict[str, Any]) -> InputDims:
     return InputDims(
         audio=tuple(d["audio"]), visual=tuple(d["visual"]), motion=tuple(d["motion"]) if d["motion"] else None,
@@ -303,6 +314,10 @@ class Trainer:
             log.info("resuming %s after epoch %d", self.out, state["epoch"])
         elif metrics_path.exists():
             metrics_path.unlink()
+        if start == 1:
+            # epoch 0: the state before training, so that a run interrupted in its first epoch (Ctrl-C,
+            # SIGTERM) can --resume too, bit-exactly like the later epochs
+            self._save_last(model, optimizer, 0, best, best_epoch)
         epoch_logger = LOGGERS.get(cfg.train.logger)(self.out)
         try:
             self._epochs(model, optimizer, range(start, cfg.optim.epochs + 1), best, best_epoch, epoch_logger)
@@ -312,7 +327,7 @@ class Trainer:
 
     def _epochs(self, model, optimizer, epochs, best, best_epoch, epoch_logger) -> None:
         cfg = self.cfg
-        last_path, best_path, metrics_path = self.out / "last.pt", self.out / "best.pt", self.out / "metrics.jsonl"
+        best_path, metrics_path = self.out / "best.pt", self.out / "metrics.jsonl"
         val_split = self.data["val"]
         for epoch in epochs:
             t0 = time.perf_counter()
@@ -332,11 +347,16 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
             epoch_logger.log(record)
             plot_curves(metrics_path, self.out / "curves.png")  # redrawn from metrics.jsonl (resume included)
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                          "best": best, "best_epoch": best_epoch, "rng": rng_states(), "config": cfg.to_dict()}, last_path)
+            self._save_last(model, optimizer, epoch, best, best_epoch)
             if cfg.train.progress:
                 print(f"epoch {epoch:3d}  lr {lr:.3g}  loss {losses.get('total', float('nan')):.4f}  "
                       f"val seg Type@AV {value:6.2f}{'  *' if selected else ''}  ({record['seconds']:.1f} s)", flush=True)
+
+    def _save_last(self, model, optimizer, epoch: int, best, best_epoch: int) -> None:
+        """last.pt: everything --resume needs to continue after `epoch` bit-exactly."""
+        _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                      "best": best, "best_epoch": best_epoch, "rng": rng_states(), "config": self.cfg.to_dict()},
+                     self.out / "last.pt")
 
     def finish(self) -> FitResult:
         """Load best.pt, write predictions_{val,test}.h5 and metrics_final.json, print the table."""
