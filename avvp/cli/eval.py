@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingVideosError as exc:
         print(f"avvp-eval: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    except (FileNotFoundError, PredictionsError, llp.LLPFormatError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, PredictionsError, llp.LLPFormatError, ValueError, KeyError, faults.OneLineError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"avvp-eval: error: {msg}", file=sys.stderr)
         return EXIT_INPUT_ERROR

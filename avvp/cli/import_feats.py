@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = import_released(args.out, args.feats, args.valor)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, faults.OneLineError) as err:
         print(f"avvp-import: {err}", file=sys.stderr)
         return 2
     print_summary(summary, args.out)

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(as `make demo` does)", file=sys.stderr)
     try:
         results = parse_videos([str(v) for v in args.videos], cfg)
-    except (WeightsUnavailable, ValueError, KeyError, FileNotFoundError) as err:
+    except (WeightsUnavailable, ValueError, KeyError, FileNotFoundError, faults.OneLineError) as err:
         print(f"avvp-parse: error: {err}", file=sys.stderr)
         return EXIT_START
     failed = 0

@@ -93,3 +93,22 @@ def test_interrupted_in_the_first_epoch_resumes_from_epoch_0(store, tmp_path, ca
     monkeypatch.setattr(Trainer, "train_epoch", original)
     assert train_main([*args, "--resume"]) == faults.EXIT_OK
     assert epochs_logged(out) == [1, 2]
+
+
+def test_an_unreadable_store_is_one_line_for_train_and_eval(tmp_path, capsys):
+    from avvp.cli.eval import main as eval_main
+
+    bad = tmp_path / "data.h5"
+    bad.write_bytes(b"\0" * 4096)
+    assert train_main(["--model", "han", "--data", str(bad), "--out", str(tmp_path / "run")]) == faults.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"avvp-train: error: cannot read store {bad}: "), err
+    from avvp.data.predictions import write_predictions
+    import numpy as np
+
+    pred = tmp_path / "pred.h5"
+    write_predictions(pred, ["a"], np.zeros((1, 10, 25), np.float32), np.zeros((1, 10, 25), np.float32),
+                      np.zeros((1, 25), np.float32))
+    assert eval_main(["--pred", str(pred), "--data", str(bad), "--split", "test"]) == faults.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"avvp-eval: error: cannot read store {bad}: "), err
