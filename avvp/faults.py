@@ -57,10 +57,12 @@ EXIT_CODES_HELP = "exit codes (every avvp command):\n" + "\n".join(
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
-class Interrupted(BaseException):
+class Interrupted(KeyboardInterrupt):
     """Raised in the main thread by SIGINT/SIGTERM while a `guard` (or `stop_on_signals`) is active.
 
-    A BaseException like KeyboardInterrupt, so `except Exception` blocks do not swallow it."""
+    A KeyboardInterrupt, so `except Exception` blocks do not swallow it and libraries that turn an interrupt
+    inside their C code into their own KeyboardInterrupt (Ray's `check_signals`) still stop; the signal
+    itself is recorded by the handler (`last_signal`), so the guard names it either way."""
 
     def __init__(self, signum: int):
         self.signum = signum
@@ -120,7 +122,15 @@ def disk_full_path(err: BaseException) -> str | None:
     return None
 
 
+_received: list[int] = []  # signals the handler raised for, latest last
+
+
+def last_signal() -> int | None:
+    return _received[-1] if _received else None
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
+    _received.append(signum)
     raise Interrupted(signum)
 
 
@@ -176,13 +186,16 @@ def guard(prog: str, *, saved: Callable[[], str | None] | None = None, resume: s
         state.exit_code, state.message = code, line
         print(line, file=out, flush=True)
 
+    seen = len(_received)
     try:
         with stop_on_signals():
             yield state
-    except Interrupted as err:
-        finish(err.exit_code, f"{prog}: interrupted by {err.name}{_describe(saved)}; {resume}")
-    except KeyboardInterrupt:  # SIGINT arrived before the handlers were installed (or a library raised it)
-        finish(EXIT_SIGINT, f"{prog}: interrupted by SIGINT{_describe(saved)}; {resume}")
+    except KeyboardInterrupt as err:
+        # ours, or a library's re-raise of ours (Ray), or SIGINT before the handlers were installed
+        signum = err.signum if isinstance(err, Interrupted) else (
+            _received[-1] if len(_received) > seen else signal.SIGINT)
+        stopped = Interrupted(signum)
+        finish(stopped.exit_code, f"{prog}: interrupted by {stopped.name}{_describe(saved)}; {resume}")
     except OneLineError as err:
         finish(err.exit_code, f"{prog}: error: {err}")
     except OSError as err:

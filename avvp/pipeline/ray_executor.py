@@ -28,6 +28,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from typing import Any, Sequence
@@ -210,6 +211,12 @@ def init_ray(options: ExecutorOptions):
     if options.address:
         connect_cluster(options.address, options.connect_timeout)
     else:
+        import signal
+
+        # an embedded head node installs Ray's SIGTERM handler (kill the node, exit 1); the command's own
+        # handler (avvp.faults: commit what is computed, one line, exit 143) is put back: the node's
+        # processes still go with the driver (Ray's atexit hook)
+        sigterm = signal.getsignal(signal.SIGTERM)
         ray.init(
             num_cpus=os.cpu_count(),
             include_dashboard=False,
@@ -218,6 +225,8 @@ def init_ray(options: ExecutorOptions):
             log_to_driver=False,
             configure_logging=False,
         )
+        if callable(sigterm) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
     return ray
 
 

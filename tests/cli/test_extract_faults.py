@@ -76,12 +76,20 @@ def rerun(videos: Path, out: Path, expect_present: int) -> None:
     assert_complete(out)
 
 
-# SIGTERM takes the same path as SIGINT (one handler): the slow tier runs it
-@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_saves_what_is_computed_says_so_and_a_rerun_completes(videos, tmp_path, sig):
+# SIGTERM takes the same path as SIGINT (one handler), except that an embedded Ray head installs its own
+# SIGTERM handler (put back by the executor): the slow tier runs SIGTERM and the Ray executor
+@pytest.mark.parametrize("sig,executor", [
+    (signal.SIGINT, "local"),
+    pytest.param(signal.SIGTERM, "local", marks=pytest.mark.slow),
+    pytest.param(signal.SIGTERM, "ray", marks=pytest.mark.slow),
+    pytest.param(signal.SIGINT, "ray", marks=pytest.mark.slow),
+], ids=["SIGINT-local", "SIGTERM-local", "SIGTERM-ray", "SIGINT-ray"])
+def test_a_signal_saves_what_is_computed_says_so_and_a_rerun_completes(videos, tmp_path, sig, executor):
     out = tmp_path / "data.h5"
     journal = Path(str(out) + ".journal")
-    proc = subprocess.Popen(command(videos, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    cmd = command(videos, out)
+    cmd[cmd.index("--executor") + 1] = executor
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=child_env(), preexec_fn=default_signals)
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and not list(journal.glob("*.h5")):
