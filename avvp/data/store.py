@@ -462,6 +462,13 @@ class StoreWriter:
     def _merge(self) -> None:
         shards = sorted(self.journal.glob("*.h5"))
         tmp = Path(str(self.path) + ".tmp")
+        # the merged copy needs about the main file plus the shards; checked first because h5py can crash
+        # the process (SIGSEGV in its cleanup) when a file it writes hits ENOSPC while being closed
+        need = (self.path.stat().st_size if self.path.exists() else 0) + sum(s.stat().st_size for s in shards)
+        free = shutil.disk_usage(self.path.parent).free
+        if free < need:
+            raise DiskFull(tmp, f"merging {len(shards)} journal shards into {self.path.name} needs about "
+                                f"{need // 1024} KiB, {free // 1024} KiB free")
         try:
             if self.path.exists():
                 shutil.copyfile(self.path, tmp)
