@@ -6,7 +6,11 @@
 #   3. avvp-extract in a container with --network none on generated clips == a local run, value for value;
 #   4. head + 2 workers from docker/compose.host.yaml (host network, every Ray address on 127.0.0.1):
 #      the extract job (Ray client) and a `ray job submit` job; both stores == the local run;
-#   5. tear down the compose project this script created (by its name; nothing else is touched).
+#   5. the user's one-command start, three times in a row from cold (fresh containers, fresh ports), with
+#      two busy processes loading the CPUs (started and stopped here, by pid):
+#      `docker compose up --abort-on-container-exit --exit-code-from extract` of head + 2 workers + the
+#      job (its command swapped for the test's clips by an override file); each store == the local run;
+#   6. tear down the compose projects this script created (by their names; nothing else is touched).
 # Prints one summary line with the times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +23,18 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER
 export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH}
 now() { date +%s; }
 compose() { docker compose -p "$project" -f docker/compose.host.yaml "$@"; }
+busy=()
+stop_busy() {
+  for pid in "${busy[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${busy[@]}"; do wait "$pid" 2>/dev/null || true; done
+  busy=()
+}
 cleanup() {
+  stop_busy
   compose down --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+  for i in 1 2 3; do
+    docker compose -p "$project-up$i" -f docker/compose.host.yaml down --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+  done
   rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -104,6 +118,33 @@ compare "$work/out/submitted.h5"
 t=$(now)
 compose down --remove-orphans --timeout 5 >/dev/null 2>&1
 t_down=$(( $(now) - t ))
+
+# 5. one `docker compose up` of head + workers + job, from cold, under CPU load, three times in a row
+cat >"$work/job.yaml" <<YAML
+services:
+  extract:
+    command: ["--videos", "/data/videos", "--out", "/data/out/\${JOB_STORE}", $(printf '"%s", ' "${args[@]}")
+              "--executor", "ray", "--address", "ray://127.0.0.1:\${CLIENT_PORT}", "--num-workers", "2",
+              "--connect-timeout", "120"]
+YAML
+for _ in 1 2; do bash -c 'while :; do :; done' & busy+=($!); done
+ups=()
+for i in 1 2 3; do
+  RAY_PORT=$(free_port); CLIENT_PORT=$(free_port); JOB_PORT=$(free_port)
+  AGENT_PORT_0=$(free_port); AGENT_PORT_1=$(free_port); AGENT_PORT_2=$(free_port)
+  export RAY_PORT CLIENT_PORT JOB_PORT AGENT_PORT_0 AGENT_PORT_1 AGENT_PORT_2 JOB_STORE=up$i.h5
+  up=(docker compose -p "$project-up$i" -f docker/compose.host.yaml -f "$work/job.yaml")
+  t=$(now)
+  if ! "${up[@]}" up --abort-on-container-exit --exit-code-from extract >"$work/up$i.log" 2>&1; then
+    tail -60 "$work/up$i.log"; echo "docker-test: cold compose up $i of 3 failed (log above)" >&2; exit 1
+  fi
+  ups+=("$(( $(now) - t ))s")
+  "${up[@]}" down --remove-orphans --timeout 5 >/dev/null 2>&1
+  grep -h "avvp-extract: waiting\|avvp-extract: connected\|the cluster has" "$work/up$i.log" | sed "s/^/  up $i: /" || true
+  compare "$work/out/up$i.h5"
+done
+stop_busy
+
 echo "docker-test: PASS image $tag ${size_mb} MB (base $base); base ${t_base}s, build ${t_build}s, local ${t_local}s," \
      "--network none ${t_none}s, cluster up ${t_up}s (3 nodes), ray:// job ${t_job}s, ray job submit ${t_submit}s," \
-     "down ${t_down}s; total $(( $(now) - t0 ))s"
+     "down ${t_down}s; cold compose up + job under 2 busy processes: 3 of 3 passed (${ups[*]}); total $(( $(now) - t0 ))s"

@@ -13,11 +13,14 @@ import argparse
 import sys
 from typing import Sequence
 
+from avvp import faults
+
 
 def build_parser() -> argparse.ArgumentParser:
     from avvp.train.convert import LAYOUTS
 
-    p = argparse.ArgumentParser(prog="avvp-convert-checkpoint", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="avvp-convert-checkpoint", description=__doc__.split("\n\n")[0],
+                                epilog=faults.EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--from", dest="source", required=True, choices=LAYOUTS.names(), help="official network")
     p.add_argument("checkpoint", help="the official .pt (a state dict, possibly wrapped)")
     p.add_argument("--out", required=True, help="avvp checkpoint to write")

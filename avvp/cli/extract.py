@@ -1,7 +1,7 @@
 """`avvp-extract`: a folder of videos (or an LLP CSV + a folder) → features in the HDF5 store.
 
-Exit codes: 0 = every video succeeded (or was already in the store), 3 = some videos failed (see
-/failures in the store), 2 = the command could not start (bad arguments, weights unavailable).
+Exit codes (below): 3 = some videos failed (see /failures in the store); 4 = the disk filled up; 130/143 =
+interrupted. In every case what was computed is saved (journaled store): re-run the same command to continue.
 """
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from avvp import faults
 from avvp._env import apply_defaults
 from avvp.cli import reports_missing_extras
 from avvp.cli.backbone_options import add_backbone_option_args, backbone_options_from_args
+from avvp.data.store import StoreWriter, describe_saved
 from avvp.extract.backbones import BACKBONES, WeightsUnavailable
 from avvp.extract.backbones.weights import PRECISIONS, WEIGHT_MODES
 from avvp.extract.decode import PROFILES
@@ -21,7 +23,8 @@ from avvp.pipeline.jobs import discover_llp, scan_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avvp-extract", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="avvp-extract", description=__doc__, epilog=faults.EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", type=Path, required=True, help="folder of video files (searched recursively)")
     p.add_argument("--csv", type=Path, help="LLP CSV (filename, event_labels): ids, splits and weak labels come from it")
     p.add_argument("--backbone", action="append", required=True, choices=BACKBONES.names(), help="repeatable")
@@ -49,8 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-workers", type=int, default=1,
                    help="local executor: videos of a batch decoded in parallel (default 1; GPU machines: CPU cores)")
     add_backbone_option_args(p)
-    p.add_argument("--address", default=None, help="Ray: 'auto' or ray://host:10001; default = embedded local Ray")
-    p.add_argument("--num-workers", type=int, default=None, help="Ray: model actors")
+    p.add_argument("--address", default=None,
+                   help="Ray: 'auto', host:6379 (GCS) or ray://host:10001 (client); default = embedded local Ray")
+    p.add_argument("--connect-timeout", type=float, default=120.0,
+                   help="Ray --address: seconds to retry connecting (a cluster starting with the job) and, with "
+                        "--num-workers, to wait until the cluster can place them (default 120)")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="Ray: model actors; with --address the job waits (--connect-timeout) until they fit")
     p.add_argument("--gpus-per-worker", type=float, default=None, help="Ray: GPUs per model actor (default 1 if GPUs)")
     p.add_argument("--cpus-per-worker", type=float, default=1.0,
                    help="Ray: CPUs reserved per model actor (shrunk when it would leave none for decoding)")
@@ -88,11 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out is None and args.dump_inputs is None:
         parser.error("--out is required (or --dump-inputs DIR)")
+    saved = (lambda: describe_saved(args.out)) if args.out is not None else None
+    with faults.guard("avvp-extract", saved=saved) as fault:
+        return run(args)
+    return fault.exit_code
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
     except ValueError as err:
         print(f"avvp-extract: {err}", file=sys.stderr)
-        return 2
+        return faults.EXIT_USAGE
     skipped = None
     try:
         if args.csv:
@@ -104,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             missing_stage = "decode"  # audio-only containers: a row is a video
     except (FileNotFoundError, ValueError) as err:
         print(f"avvp-extract: {err}", file=sys.stderr)
-        return 2
+        return faults.EXIT_USAGE
     if args.dump_inputs is not None:
         from avvp.pipeline.api import dump_network_inputs
 
@@ -113,10 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"avvp-extract: FAILED {vid}: {message}", file=sys.stderr)
         print(f"avvp-extract: network inputs of {written} video(s) written to {args.dump_inputs} "
               f"(profile {cfg.profile}); {len(failed) + len(missing)} failed or missing", file=sys.stderr)
-        return 3 if (failed or missing) else 0
+        return faults.EXIT_PARTIAL if (failed or missing) else faults.EXIT_OK
     if missing:
-        from avvp.data.store import StoreWriter
-
         with StoreWriter(args.out) as writer:
             for m in missing:
                 writer.add_failure(m.id, missing_stage, m.message)
@@ -128,16 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     options = ExecutorOptions(
         address=args.address, num_workers=args.num_workers,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-        progress=not args.no_progress,
+        progress=not args.no_progress, connect_timeout=args.connect_timeout,
     )
     executor = EXECUTORS.get(args.executor)
     try:
         summary = executor(jobs, cfg, str(args.out), options)
     except WeightsUnavailable as err:
         print(f"avvp-extract: {err}", file=sys.stderr)
-        return 2
+        return faults.EXIT_USAGE
     summary.print()
-    return 3 if (summary.failed or missing) else 0
+    return faults.EXIT_PARTIAL if (summary.failed or missing) else faults.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from avvp import faults
 from avvp._env import apply_defaults
 from avvp.data.importer import import_released, print_summary
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avvp-import", description=__doc__)
+    p = argparse.ArgumentParser(prog="avvp-import", description=__doc__, epilog=faults.EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--feats", type=Path, help="folder with vggish/, res152/, r2plus1d_18/ (official AVVP release)")
     p.add_argument("--valor", type=Path, help="folder with CLIP/ and CLAP/ (features, segment_pseudo_labels)")
     p.add_argument("--out", type=Path, required=True, help="store to create or complete (HDF5)")
@@ -25,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = import_released(args.out, args.feats, args.valor)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, faults.OneLineError) as err:
         print(f"avvp-import: {err}", file=sys.stderr)
         return 2
     print_summary(summary, args.out)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from avvp import faults
 from avvp._env import apply_defaults
 from avvp.cli import reports_missing_extras
 from avvp.cli.backbone_options import add_backbone_option_args
@@ -32,7 +33,8 @@ EXIT_OK, EXIT_START, EXIT_SOME_FAILED = 0, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avvp-parse", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="avvp-parse", description=__doc__.split("\n\n")[0], epilog=faults.EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("videos", nargs="+", type=Path, help="video files (any length, any container ffmpeg reads)")
     p.add_argument("--checkpoint", required=True, type=Path, help="best.pt of an avvp-train run")
     p.add_argument("--out", type=Path, default=Path("parse_out"), help="output folder (default parse_out)")
@@ -100,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(as `make demo` does)", file=sys.stderr)
     try:
         results = parse_videos([str(v) for v in args.videos], cfg)
-    except (WeightsUnavailable, ValueError, KeyError, FileNotFoundError) as err:
+    except (WeightsUnavailable, ValueError, KeyError, FileNotFoundError, faults.OneLineError) as err:
         print(f"avvp-parse: error: {err}", file=sys.stderr)
         return EXIT_START
     failed = 0

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from avvp import faults
 from avvp._env import apply_defaults
 from avvp.data.llp import EVAL_ANNOTATIONS
 from avvp.data.store import StoreError
@@ -30,7 +31,7 @@ __all__ = ["build_parser", "main", "PseudoLabelRunConfig", "run_pseudolabels"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avvp-pseudolabel", description=__doc__,
+    p = argparse.ArgumentParser(prog="avvp-pseudolabel", description=__doc__, epilog=faults.EXIT_CODES_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="the HDF5 store")
     p.add_argument("--eiou", choices=EIOU_DEFINITIONS.names(), default=DEFAULT_EIOU,

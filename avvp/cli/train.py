@@ -11,6 +11,10 @@ The preset (default: the model's own, e.g. `han`) or `--config` gives every sett
 initialises the model with the weights of an avvp checkpoint (a run's best.pt, or one written by
 `avvp-convert-checkpoint`) to fine-tune it. `--visual clip,r2plus1d`
 means visual=clip, motion=r2plus1d; `--visual clip,none` trains without a 3D stream.
+
+Ctrl-C (SIGINT) or SIGTERM stops the run with one line: <out>/last.pt holds the last finished epoch
+(written after every epoch, and before the first), and the same command with `--resume` continues
+bit-exactly. Exit codes below.
 """
 from __future__ import annotations
 
@@ -19,13 +23,15 @@ import logging
 import sys
 from typing import Sequence
 
+from avvp import faults
 from avvp._env import apply_defaults
 from avvp.train.config import PRESETS, ExperimentConfig, apply_override, preset
 from avvp.train.labels import LABEL_KINDS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avvp-train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="avvp-train", description=__doc__.split("\n\n")[0], epilog=faults.EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="registered model (han, mmpyr, ma, ...); default: the preset's")
     p.add_argument("--preset", help=f"named settings; default: the model name. Known: {', '.join(PRESETS.names())}")
     p.add_argument("--config", help="start from this config.yaml (as written into a run directory) instead of a preset")
@@ -94,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from avvp.data.store import StoreError
     from avvp.train import train
     from avvp.train.labels import MissingTargetsError
+    from avvp.train.loop import describe_last_checkpoint
 
     try:
         cfg = resolve_config(args)
@@ -104,11 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not cfg.data.store or not cfg.train.out:
             raise ValueError("--data and --out are required (or given by --config) unless --print-config")
-        train(cfg, resume=args.resume)
+        with faults.guard("avvp-train", saved=lambda: describe_last_checkpoint(cfg.train.out),
+                          resume="re-run the same command with --resume to continue") as fault:
+            train(cfg, resume=args.resume)
+        if fault.exit_code is not None:
+            return fault.exit_code
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, MissingTargetsError, StoreError) as exc:
-        print(f"avvp-train: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"avvp-train: error: {msg}", file=sys.stderr)
+        return faults.EXIT_USAGE
+    return faults.EXIT_OK
 
 
 if __name__ == "__main__":

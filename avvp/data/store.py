@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 
 from avvp.data.classes import LLP_CLASSES
+from avvp.faults import DiskFull, OneLineError, is_disk_full
 
 STR = h5py.string_dtype("utf-8")
 VIDEO_FIELDS = ("id", "source", "split", "duration", "has_audio")
@@ -54,8 +55,27 @@ SCHEMA_DOC = "docs/store.md"
 VIDEO_DEFAULTS: dict[str, Any] = {"source": "", "split": "", "duration": 10.0, "has_audio": True}
 
 
-class StoreError(RuntimeError):
-    """A store operation that cannot be done as asked (shape/weights mismatch, unknown video, ...)."""
+class StoreError(OneLineError, RuntimeError):
+    """A store operation that cannot be done as asked (shape/weights mismatch, unknown video, unreadable
+    or locked file, ...); the message is one complete line for the user (exit code 2)."""
+
+
+def _open_h5(path: Path, mode: str = "r") -> h5py.File:
+    """h5py.File, with a file that cannot be read as HDF5 (truncated, not HDF5, no permission) as a
+    one-line StoreError instead of h5py's multi-part OSError."""
+    try:
+        return h5py.File(path, mode)
+    except OSError as err:
+        if is_disk_full(err):
+            raise
+        reason = str(err).splitlines()[0]
+        for prefix in ("Unable to synchronously open file (", "Unable to open file ("):
+            if reason.startswith(prefix):
+                reason = reason[len(prefix):].rstrip(")")
+        if err.errno == 13 or "Permission denied" in reason:
+            reason = "permission denied"
+        raise StoreError(f"cannot read store {path}: {reason} (not an HDF5 store, truncated, or not readable; "
+                         f"move it aside or pass another --out/--data)") from None
 
 
 @dataclass(frozen=True)
@@ -170,7 +190,7 @@ class Store(_Closing):
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"store {self.path} does not exist")
-        self._f = h5py.File(self.path, "r")
+        self._f = _open_h5(self.path)
         schema = self._f.attrs.get("schema")
         schema = schema.decode() if isinstance(schema, bytes) else schema
         if schema is not None and schema != SCHEMA:
@@ -349,7 +369,7 @@ class StoreWriter(_Closing):
         """The main file's video ids and, per array, what new rows must agree with."""
         if not self.path.exists():
             return
-        with h5py.File(self.path, "r") as f:
+        with _open_h5(self.path) as f:
             if "videos/id" not in f:
                 raise StoreError(f"{self.path} has no /videos/id: not an avvp store (schema: {SCHEMA_DOC})")
             self._main_ids = set(_read_str(f["videos/id"]))
@@ -448,8 +468,15 @@ class StoreWriter(_Closing):
         self._seq += 1
         final = self.journal / f"{time.time_ns():020d}-{self._token}-{self._seq:06d}.h5"
         tmp = final.with_suffix(".tmp")
-        _write_shard(tmp, self._pending, self.classes)
-        _fsync_path(tmp)
+        try:
+            _write_shard(tmp, self._pending, self.classes)
+            _fsync_path(tmp)
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a half-written shard only takes space; the pending rows are what it held
+            raise DiskFull(tmp) from err
         os.replace(tmp, final)
         _fsync_dir(self.journal)
         self._pending = _Pending()
@@ -466,30 +493,75 @@ class StoreWriter(_Closing):
     def _merge(self) -> None:
         shards = sorted(self.journal.glob("*.h5"))
         tmp = Path(str(self.path) + ".tmp")
-        if self.path.exists():
-            shutil.copyfile(self.path, tmp)
-        else:
-            _create_empty(tmp, self.classes)
-        with h5py.File(tmp, "r+") as dst:
-            for shard in shards:
-                try:
-                    with h5py.File(shard, "r") as src:
-                        _merge_into(dst, src)
-                except (StoreError, OSError, KeyError) as err:
-                    # never replay a shard that cannot merge: set it aside for inspection and stop
-                    rejected = self.journal / "rejected"
-                    rejected.mkdir(exist_ok=True)
-                    os.replace(shard, rejected / shard.name)
-                    dst.close()
-                    tmp.unlink()
-                    raise StoreError(f"could not merge journal shard {shard.name} (moved to {rejected}): {err}") from err
-        _fsync_path(tmp)
+        # the merged copy needs about the main file plus the shards; checked first because h5py can crash
+        # the process (SIGSEGV in its cleanup) when a file it writes hits ENOSPC while being closed
+        need = (self.path.stat().st_size if self.path.exists() else 0) + sum(s.stat().st_size for s in shards)
+        free = shutil.disk_usage(self.path.parent).free
+        if free < need:
+            raise DiskFull(tmp, f"merging {len(shards)} journal shards into {self.path.name} needs about "
+                                f"{need // 1024} KiB, {free // 1024} KiB free")
+        try:
+            if self.path.exists():
+                shutil.copyfile(self.path, tmp)
+            else:
+                _create_empty(tmp, self.classes)
+            self._merge_shards(tmp, shards)
+            _fsync_path(tmp)
+        except BaseException as err:
+            # a merge that did not finish leaves the main file and the journal as they were; the partial
+            # copy only takes space (on a full disk, all of it)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if isinstance(err, OSError) and is_disk_full(err):
+                raise DiskFull(tmp, f"merging {len(shards)} journal shards into {self.path.name}") from err
+            raise
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
         for shard in shards:
             shard.unlink()
         with contextlib.suppress(OSError):
             self.journal.rmdir()
+
+    def _merge_shards(self, tmp: Path, shards: Sequence[Path]) -> None:
+        with h5py.File(tmp, "r+") as dst:
+            for shard in shards:
+                try:
+                    with h5py.File(shard, "r") as src:
+                        _merge_into(dst, src)
+                except (StoreError, OSError, KeyError) as err:
+                    if isinstance(err, OSError) and is_disk_full(err):
+                        raise  # the shard is fine, the disk is full: it stays in the journal for the re-run
+                    # never replay a shard that cannot merge: set it aside for inspection and stop
+                    rejected = self.journal / "rejected"
+                    rejected.mkdir(exist_ok=True)
+                    os.replace(shard, rejected / shard.name)
+                    raise StoreError(f"could not merge journal shard {shard.name} (moved to {rejected}): {err}") from err
+
+
+def saved_videos(path: str | os.PathLike) -> tuple[int, int]:
+    """(video rows in the store file, further videos only in its journal): what an interrupted or failed
+    writer leaves on disk, for the line that tells the user what is kept. Unreadable parts count 0."""
+    path = Path(path)
+    in_store: set[str] = set()
+    if path.exists():
+        with contextlib.suppress(OSError, KeyError), h5py.File(path, "r") as f:
+            in_store = set(_read_str(f["videos/id"]))
+    journal: set[str] = set()
+    for shard in sorted(Path(str(path) + ".journal").glob("*.h5")):
+        with contextlib.suppress(OSError, KeyError), h5py.File(shard, "r") as f:
+            ids, has_record = _read_str(f["videos/id"]), f["masks/videos"][()]
+            journal.update(str(v) for v, ok in zip(ids, has_record) if ok)
+    return len(in_store), len(journal - in_store)
+
+
+def describe_saved(path: str | os.PathLike) -> str:
+    """'N videos are saved (A in data.h5, J in its journal)': saved_videos as one phrase."""
+    in_store, in_journal = saved_videos(path)
+    name = Path(path).name
+    if in_journal:
+        return (f"{in_store + in_journal} videos are saved ({in_store} in {name}, {in_journal} in its journal "
+                f"{name}.journal, merged by the next run)")
+    return f"{in_store} videos are saved in {path}"
 
 
 def _journal_video_count(shards: Sequence[Path]) -> int:

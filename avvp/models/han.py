@@ -33,8 +33,9 @@ def visual_smoothing_target(weak: torch.Tensor, smoothing: float) -> torch.Tenso
 def require(batch_value: torch.Tensor | None, what: str) -> torch.Tensor:
     if batch_value is None:
         raise ValueError(
-            f"this loss needs {what} but the batch has none; for VALOR pseudo-labels run `avvp-pseudolabel` "
-            "on the store first and train with --labels pseudo"
+            f"this loss needs {what} but the batch has none; train with --labels pseudo on a store that has them: "
+            "`avvp-pseudolabel --data <store>` computes VALOR's (from `avvp-extract --backbone clip --backbone "
+            "clap`), `avvp-import --valor` imports the released ones"
         )
     return batch_value
 

@@ -23,6 +23,7 @@ class ExecutorOptions:
     cpus_per_worker: float = 1.0
     progress: bool = True
     object_store_mb: int = 512
+    connect_timeout: float = 120.0  # Ray --address: seconds to retry the connection and to wait for the workers
 
 
 Executor = Callable[[Sequence[VideoJob], ExtractionConfig, str, ExecutorOptions], RunSummary]

@@ -24,9 +24,11 @@ object store. Tested with ray 2.60.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from typing import Any, Sequence
@@ -36,6 +38,7 @@ from avvp.pipeline.core import (
     plan_run, progress_bar, run_backbones,
 )
 from avvp._extras import require_extra
+from avvp.faults import OneLineError
 from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 from avvp.pipeline.jobs import VideoJob
 
@@ -99,8 +102,103 @@ def _actor_cpus(requested: float, num_workers: int, cluster_cpus: float, on_gpu:
     return 0.0
 
 
+class ClusterUnreachable(OneLineError):
+    """No Ray cluster answered at --address before --connect-timeout."""
+
+
+def _say(message: str) -> None:
+    print(f"avvp-extract: {message}", file=sys.stderr, flush=True)
+
+
+def _endpoint(address: str) -> tuple[str, int, str] | None:
+    """(host, port, what listens there) of a `ray://host:port` or `host:port` address; None for 'auto'."""
+    if address.startswith("ray://"):
+        rest, what = address[len("ray://"):], "Ray client server"
+    else:
+        rest, what = address, "Ray GCS"
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port), what
+
+
+def _port_answers(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def connect_cluster(address: str, timeout: float, poll: float = 2.0, say_every: float = 10.0) -> None:
+    """ray.init(address) retried until `timeout` seconds: a cluster started together with the job (one
+    `docker compose up`) may not answer yet, or its client server may still refuse (\"Starting Ray client
+    server failed\"). Says what it waits for (at most every `say_every` s); at the deadline raises
+    ClusterUnreachable naming the address and what did not answer. The TCP port is checked first because
+    ray.init itself waits 30 s (client) or minutes (GCS) on an address where nothing listens."""
+    import ray
+
+    endpoint = _endpoint(address)
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    last_said, waiting_for = -say_every, ""
+    while True:
+        if endpoint is not None and not _port_answers(endpoint[0], endpoint[1]):
+            waiting_for = f"the {endpoint[2]} at {endpoint[0]}:{endpoint[1]} does not accept connections"
+        else:
+            try:
+                ray.init(address=address, log_to_driver=False)
+                if waiting_for:
+                    _say(f"connected to the Ray cluster at {address} after {time.monotonic() - t0:.0f} s")
+                return
+            except Exception as err:  # noqa: BLE001 - whatever a cluster that is still starting raises
+                first = (str(err).strip().splitlines() or [""])[0][:300]
+                waiting_for = f"ray.init failed: {type(err).__name__}: {first}"
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+        now = time.monotonic()
+        if now >= deadline:
+            raise ClusterUnreachable(f"no Ray cluster answered at {address} within {timeout:g} s ({waiting_for}); "
+                                     "start the cluster or check --address (--connect-timeout to wait longer)")
+        if now - last_said >= say_every:
+            _say(f"waiting for the Ray cluster at {address}: {waiting_for} "
+                 f"({now - t0:.0f} of {timeout:g} s, --connect-timeout)")
+            last_said = now
+        time.sleep(min(poll, max(0.0, deadline - now)))
+
+
+def wait_for_workers(ray, num_workers: int, cpus_per_worker: float, gpus_per_worker: float, timeout: float,
+                     poll: float = 2.0, say_every: float = 10.0) -> None:
+    """Wait (up to `timeout` s) until the joined cluster can place the `num_workers` actors asked for, each
+    with its reservation (GPU actors: GPUs; CPU actors: CPUs), so that a job started with its cluster
+    does not schedule on the first nodes that happen to be up. At the deadline it goes on with what is
+    there (Ray queues what does not fit) and says so."""
+    need, kind = (num_workers * gpus_per_worker, "GPU") if gpus_per_worker else (num_workers * cpus_per_worker, "CPU")
+    t0 = time.monotonic()
+    last_said = t0  # the first line after `say_every`: a cluster that is up needs no line
+    while True:
+        have = ray.cluster_resources().get(kind, 0.0)
+        now = time.monotonic()
+        if have >= need:
+            if now - t0 >= say_every:
+                _say(f"the cluster has {have:g} {kind}s for {num_workers} workers after {now - t0:.0f} s")
+            return
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        if now - t0 >= timeout:
+            _say(f"after {timeout:g} s the cluster has {have:g} of the {need:g} {kind}s that {num_workers} workers "
+                 f"(--num-workers) ask for ({nodes} nodes); going on: Ray queues what does not fit")
+            return
+        if now - last_said >= say_every:
+            _say(f"waiting for workers: {num_workers} x {need / num_workers:g} {kind} (--num-workers); the cluster "
+                 f"has {have:g} {kind}s on {nodes} nodes ({now - t0:.0f} of {timeout:g} s)")
+            last_said = now
+        time.sleep(poll)
+
+
 def init_ray(options: ExecutorOptions):
-    """Join a cluster (options.address) or start the safe embedded one."""
+    """Join a cluster (options.address, retried until options.connect_timeout) or start the safe embedded one."""
     from avvp._env import ray_defaults
 
     ray_defaults()  # before `import ray`: loopback-only listeners, no auth token file (user values kept)
@@ -109,8 +207,14 @@ def init_ray(options: ExecutorOptions):
     if ray.is_initialized():
         return ray
     if options.address:
-        ray.init(address=options.address, log_to_driver=False)
+        connect_cluster(options.address, options.connect_timeout)
     else:
+        import signal
+
+        # an embedded head node installs Ray's SIGTERM handler (kill the node, exit 1); the command's own
+        # handler (avvp.faults: commit what is computed, one line, exit 143) is put back: the node's
+        # processes still go with the driver (Ray's atexit hook)
+        sigterm = signal.getsignal(signal.SIGTERM)
         ray.init(
             num_cpus=os.cpu_count(),
             include_dashboard=False,
@@ -119,6 +223,8 @@ def init_ray(options: ExecutorOptions):
             log_to_driver=False,
             configure_logging=False,
         )
+        if callable(sigterm) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
     return ray
 
 
@@ -126,6 +232,10 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
     require_extra(("extract", "ray"), "the Ray executor", " (or --executor local)")
     ray = init_ray(options)
     t_start = time.perf_counter()
+    if options.address and options.num_workers:
+        gpus = options.gpus_per_worker if options.gpus_per_worker is not None else (
+            1.0 if ray.cluster_resources().get("GPU", 0) else 0.0)
+        wait_for_workers(ray, options.num_workers, options.cpus_per_worker, gpus, options.connect_timeout)
     resources = ray.cluster_resources()
     gpus_available = resources.get("GPU", 0)
     gpus_per_worker = options.gpus_per_worker if options.gpus_per_worker is not None else (1.0 if gpus_available else 0.0)
@@ -192,4 +302,4 @@ def _ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: Exe
     return run_ray(jobs, cfg, out, options)
 
 
-__all__ = ["run_ray", "init_ray", "BackboneWorker", "StageFailure", "node_name"]
+__all__ = ["run_ray", "init_ray", "connect_cluster", "wait_for_workers", "ClusterUnreachable", "BackboneWorker", "StageFailure", "node_name"]

@@ -200,8 +200,9 @@ class TeacherLabels:
 def require_logits(store: Store, teacher: Teacher) -> None:
     if not store.has(teacher.zeroshot_path):
         raise PseudoLabelError(
-            f"{store.path} has no /{teacher.zeroshot_path} ({teacher.modality} zero-shot logits); "
-            f"run `{teacher.extract_command}` first"
+            f"{store.path} has no /{teacher.zeroshot_path} ({teacher.modality} zero-shot logits); compute them "
+            f"from the videos with `{teacher.extract_command}`, or import VALOR's released pseudo-labels "
+            f"(`avvp-import --valor`), which training uses as they are"
         )
 
 

@@ -128,7 +128,13 @@ class TrainingData:
             for role, name in self.features.items():
                 if name is not None and not store.has(f"features/{name}"):
                     have = sorted(p.split("/", 1)[1] for p in store.arrays() if p.startswith("features/"))
-                    raise ValueError(f"{cfg.store} has no /features/{name} (for the {role} role); it has {have}")
+                    flag = "--audio" if role == "audio" else "--visual"
+                    raise ValueError(
+                        f"{cfg.store} has no /features/{name} (for the {role} role); it has {have}. Ways out: "
+                        f"compute it from the videos with `avvp-extract --backbone <backbone>` (docs/backbones.md "
+                        f"names the backbone writing /features/{name}), import the released features with "
+                        f"`avvp-import --feats|--valor` (vggish, resnet152, r2plus1d, clip, clap_tokens), or train "
+                        f"on another feature ({flag}; a preset of that feature set, e.g. --preset valor)")
             self.text = {
                 p.split("/", 1)[1]: torch.from_numpy(np.asarray(store.read(p), dtype=np.float32))
                 for p in store.arrays() if p.startswith("text/")

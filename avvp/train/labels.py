@@ -61,8 +61,12 @@ def _read_all(store: Store, path: str, ids: Sequence[str], producer: str) -> tor
     return torch.from_numpy(store.read(path, ids).astype(np.float32))
 
 
-PSEUDO_HINT = "run `avvp-pseudolabel --data <store>` first (VALOR CLIP/CLAP pseudo-labels)"
-REFINED_HINT = "run MA stage 2 first (`avvp-train --model ma --set model.options.stage=2 ...`)"
+# every way the project offers to get the missing array (a command, an import, a flag)
+PSEUDO_HINT = ("compute them with `avvp-pseudolabel --data <store>` (VALOR's rule on the CLIP/CLAP zero-shot logits "
+               "of `avvp-extract --backbone clip --backbone clap`), or import VALOR's released segment pseudo-labels "
+               "with `avvp-import --valor <folder> --out <store>`, or train on the weak labels (`--labels weak`)")
+REFINED_HINT = ("write them with MA's stage 2 first (`avvp-train --model ma --set model.options.stage=2 ...`), or "
+                "train with `--labels pseudo` or `--labels weak`")
 
 LabelLoader = Callable[[Store, Sequence[str], Targets], Targets]
 LABEL_KINDS: Registry[LabelLoader] = Registry("label kind")
@@ -115,7 +119,10 @@ def unmasked_teacher_labels(store: Store, ids: Sequence[str], modality: str) -> 
     if not store.has(teacher.zeroshot_path):
         raise MissingTargetsError(
             f"{store.path} has no /{teacher.zeroshot_path} ({modality} zero-shot logits), needed for the unmasked "
-            f"teacher labels batch.teacher_{modality} (e.g. LINK's PLSIM); run `{teacher.extract_command}` first"
+            f"teacher labels batch.teacher_{modality} (LINK's PLSIM). Ways out: compute them from the videos with "
+            f"`{teacher.extract_command}`; on a store imported from the released features (no videos), train "
+            "with `--preset link-release` (PLSIM from the stored pseudo-labels and GloVe label rows); or train "
+            "without PLSIM (`--set model.options.plsim=false`)"
         )
     rows = store.index(ids)
     logits = store.read(teacher.zeroshot_path, ids).astype(np.float64)
@@ -150,7 +157,8 @@ def _stored_pseudo(store: Store, ids: Sequence[str], t: Targets) -> Targets:
 def load_targets(store: Store, ids: Sequence[str], kind: str, inputs: Sequence[str] = ()) -> Targets:
     """Weak labels plus the targets of `kind` and the model inputs `inputs` (`BATCH_INPUTS` names) for `ids`
     (in that order)."""
-    weak = _read_all(store, "labels/weak", ids, "the store has no weak labels")
+    weak = _read_all(store, "labels/weak", ids, "the weak labels come from the LLP CSV: `avvp-extract --csv <llp csv>` "
+                     "or `avvp-import` (released features) writes them")
     targets = LABEL_KINDS.get(kind)(store, ids, Targets(weak=weak))
     for name in inputs:
         targets = BATCH_INPUTS.get(name)(store, ids, targets)

@@ -129,6 +129,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     return ckpt.build_model(device), ckpt
 
 
+def describe_last_checkpoint(out: str | os.PathLike) -> str:
+    """What an interrupted run leaves: 'runs/x/last.pt holds epoch 3 of 10 (--resume continues with epoch 4)'."""
+    path = Path(out) / "last.pt"
+    if not path.exists():
+        return f"nothing is saved yet ({path} not written)"
+    ckpt = Checkpoint.load(path)
+    epoch, epochs = int((ckpt.resume or {}).get("epoch", ckpt.epoch)), int(ckpt.config["optim"]["epochs"])
+    then = f"continues with epoch {epoch + 1}" if epoch < epochs else "writes the predictions"
+    return f"{path} holds epoch {epoch} of {epochs} (--resume {then})"
+
+
 # -------------------------------------------------------------------------------------- results
 @dataclass
 class FitResult:
@@ -268,6 +279,10 @@ class Trainer:
             log.info("resuming %s after epoch %d", self.out, state["epoch"])
         elif metrics_path.exists():
             metrics_path.unlink()
+        if start == 1:
+            # epoch 0: the state before training, so that a run interrupted in its first epoch (Ctrl-C,
+            # SIGTERM) can --resume too, bit-exactly like the later epochs
+            self._save_last(model, optimizer, 0, best, best_epoch)
         epoch_logger = LOGGERS.get(cfg.train.logger)(self.out)
         try:
             self._epochs(model, optimizer, range(start, cfg.optim.epochs + 1), best, best_epoch, epoch_logger)
@@ -277,7 +292,7 @@ class Trainer:
 
     def _epochs(self, model, optimizer, epochs, best, best_epoch, epoch_logger) -> None:
         cfg = self.cfg
-        last_path, best_path, metrics_path = self.out / "last.pt", self.out / "best.pt", self.out / "metrics.jsonl"
+        best_path, metrics_path = self.out / "best.pt", self.out / "metrics.jsonl"
         val_split = self.data["val"]
         for epoch in epochs:
             t0 = time.perf_counter()
@@ -297,13 +312,16 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
             epoch_logger.log(record)
             plot_curves(metrics_path, self.out / "curves.png")  # redrawn from metrics.jsonl (resume included)
-            self.write_checkpoint(last_path, model, epoch, val.as_dict(), resume={
-                "optimizer": optimizer.state_dict(), "epoch": epoch, "best": None if best is None else float(best),
-                "best_epoch": best_epoch,
-                "rng": rng_states()})
+            self._save_last(model, optimizer, epoch, best, best_epoch, val.as_dict())
             if cfg.train.progress:
                 print(f"epoch {epoch:3d}  lr {lr:.3g}  loss {losses.get('total', float('nan')):.4f}  "
                       f"val seg Type@AV {value:6.2f}{'  *' if selected else ''}  ({record['seconds']:.1f} s)", flush=True)
+
+    def _save_last(self, model, optimizer, epoch: int, best, best_epoch: int, val: dict | None = None) -> None:
+        """last.pt: everything --resume needs to continue after `epoch` bit-exactly (epoch 0: before training)."""
+        self.write_checkpoint(self.out / "last.pt", model, epoch, val, resume={
+            "optimizer": optimizer.state_dict(), "epoch": epoch, "best": None if best is None else float(best),
+            "best_epoch": best_epoch, "rng": rng_states()})
 
     def finish(self) -> FitResult:
         """Load best.pt, write predictions_{val,test}.h5 and metrics_final.json, print the table."""

@@ -11,7 +11,7 @@ from avvp import metrics
 from avvp.cli.eval import main
 from avvp.data import llp
 from avvp.data.classes import LLP_CLASSES
-from avvp.data.predictions import write_predictions
+from avvp.data.predictions import read_predictions, write_predictions
 
 
 def oracle(ids, annotations="2024"):
@@ -48,7 +48,7 @@ def run_json(capsys, argv):
 # ------------------------------------------------------------------------------------- avvp-eval
 def test_oracle_scores_100_and_json_shape(capsys, oracle_file):
     out = run_json(capsys, ["--pred", str(oracle_file), "--split", "test"])
-    assert list(out) == ["segment", "event", "avg"]
+    assert list(out) == ["segment", "event", "avg", "gate", "gate_source"]
     for level in ("segment", "event"):
         assert out[level] == {m: 100.0 for m in ("audio", "visual", "audio_visual", "type", "event")}
     assert out["avg"] == 100.0
@@ -144,7 +144,7 @@ def test_store_ground_truth_and_python_entry_points(capsys, tmp_path):
     write_predictions(pred, [ids[i] for i in order], pa[order], pv[order], video[order])
     out = run_json(capsys, ["--pred", str(pred), "--data", str(store), "--split", "test"])
     expected = metrics.evaluate(gt_a[4:], gt_v[4:], pa[4:], pv[4:], video[4:]).as_dict()
-    assert out == expected
+    assert out == expected | {"gate": "global", "gate_source": "standard protocol; the file records no gate"}
     assert metrics.evaluate_predictions(pred, "test", store=store).as_dict() == expected
     in_memory = metrics.evaluate_arrays(ids, pa, pv, video, split="test", store=store)
     assert in_memory.as_dict() == expected and in_memory.num_videos == 8
@@ -156,3 +156,39 @@ def test_evaluate_arrays_on_llp(test_ids):
     audio, visual, video = oracle(test_ids, "2020")
     assert metrics.evaluate_arrays(test_ids, audio, visual, video, split="test", annotations="2020").avg == 100.0
     assert metrics.evaluate_arrays(test_ids, audio, visual, video, split="test").segment.audio < 100.0
+
+
+# ------------------------------------------------------------------------------- the recorded gate
+def test_the_gate_recorded_in_the_file_is_used_and_the_standard_number_is_shown_beside(capsys, test_ids, tmp_path):
+    """One run, one number: avvp-eval scores with the gate the trainer recorded (here mmcse), says so, and
+    prints the standard protocol's (global) table beside it; --gate still overrides."""
+    audio, visual, video = oracle(test_ids)
+    visual_video = video.copy()
+    visual_video[::2] = 0.0  # mmcse gates the visual segments by v_prob: half the videos lose them
+    path = tmp_path / "mmcse.h5"
+    write_predictions(path, test_ids, audio, visual, video, visual_video=visual_video, audio_video=video,
+                      model="mmcse", attrs={"gate": "mmcse"})
+    gt = metrics.load_ground_truth("test", "2024", None)
+    pred = read_predictions(path)
+    want = {g: metrics.summarize(metrics.score_predictions(pred, gt, gate=g)).as_dict() for g in ("mmcse", "global")}
+    assert want["mmcse"]["segment"]["type"] < want["global"]["segment"]["type"]  # the two gates differ here
+
+    out = run_json(capsys, ["--pred", str(path)])
+    assert (out["gate"], out["gate_source"]) == ("mmcse", "recorded in the predictions file")
+    assert {k: out[k] for k in ("segment", "event", "avg")} == want["mmcse"]
+    assert out["standard_protocol"] == want["global"] | {"gate": "global"}
+
+    assert main(["--pred", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "gate=mmcse (recorded in the predictions file)" in text.splitlines()[0]
+    assert f"standard protocol, for comparison with papers: gate=global (segment Type@AV {want['global']['segment']['type']:.2f}" in text
+
+    out = run_json(capsys, ["--pred", str(path), "--gate", "global"])
+    assert (out["gate"], out["gate_source"]) == ("global", "--gate") and "standard_protocol" not in out
+    assert {k: out[k] for k in ("segment", "event", "avg")} == want["global"]
+
+
+def test_a_file_without_a_gate_is_scored_with_the_standard_protocol(capsys, oracle_file):
+    out = run_json(capsys, ["--pred", str(oracle_file)])
+    assert (out["gate"], out["gate_source"]) == ("global", "standard protocol; the file records no gate")
+    assert "standard_protocol" not in out

@@ -79,3 +79,35 @@ def test_images_install_the_cluster_extra_non_editable():
         text = (DOCKER / name).read_text()
         assert "ARG BASE_IMAGE=" in text and "ARG AVVP_TORCH=" in text
         assert 'AVVP_INSTALL="/opt/avvp/src[cluster]"' in text and "[dev]" not in text
+
+
+def _depends(svc: dict) -> dict:
+    deps = svc.get("depends_on", {})
+    return {d: {"condition": "service_started"} for d in deps} if isinstance(deps, list) else deps
+
+
+@pytest.mark.parametrize("files", [("compose.yaml",), ("compose.yaml", "compose.gpu.yaml"), ("compose.host.yaml",)],
+                         ids=["cpu", "gpu", "host"])
+def test_one_compose_up_starts_workers_and_job_only_after_the_head_answers(files):
+    """The race of a cold `docker compose up`: the job must not connect before the head's GCS, client server
+    and job server answer (healthcheck + service_healthy), and then waits for its --num-workers itself."""
+    services: dict = {}
+    for name in files:  # the override merges service by service (only the keys it names)
+        for svc, body in yaml.safe_load((DOCKER / name).read_text())["services"].items():
+            services.setdefault(svc, {}).update(body)
+    head = services["ray-head"]
+    probe = " ".join(head["healthcheck"]["test"])
+    assert "create_connection" in probe and "import ray" not in probe  # cheap: no Ray import every few seconds
+    workers = [s for s in services if s.startswith("ray-worker")]
+    for name in [*workers, "extract"]:
+        assert _depends(services[name])["ray-head"]["condition"] == "service_healthy", name
+    job = services["extract"]["command"]
+    assert "--num-workers" in job and "--connect-timeout" in job
+    head_cmd = head["command"]
+    assert "--num-cpus=0" in head_cmd  # the head coordinates: waiting for N workers' CPUs means the workers
+
+
+def test_docker_test_runs_three_cold_compose_ups_under_load():
+    text = (DOCKER / "test.sh").read_text()
+    assert "up --abort-on-container-exit --exit-code-from extract" in text
+    assert "for i in 1 2 3" in text and "while :; do :; done" in text and 'kill "$pid"' in text
