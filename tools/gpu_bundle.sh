@@ -23,7 +23,7 @@ WHEELS=(
   open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4
   laion-clap==1.1.7 torchlibrosa==0.1.0 librosa==0.11.0 webdataset==1.0.2 braceexpand==0.1.7
   soundfile==0.14.0 cffi==2.1.1 pycparser==3.12 soxr==1.1.0 audioread==3.1.0 lazy_loader==0.6 pooch==1.9.0
-  msgpack==1.2.4 decorator==5.3.2 joblib==1.6.0 threadpoolctl==3.8.0 standard-aifc==3.13.0 standard-sunau==3.13.0
+  msgpack==1.2.4 decorator==5.3.2 joblib==1.6.0 cloudpickle==3.1.3 platformdirs==4.14.9 threadpoolctl==3.8.0 standard-aifc==3.13.0 standard-sunau==3.13.0
   ffmpeg-python==0.2.0 future==1.0.0 decord==0.6.0
 )
 rm -rf "$OUT"

@@ -24,7 +24,7 @@ done
   echo "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled"
   if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
     if [ -x .gpu/root/usr/bin/ffmpeg ]; then
-      libs=$(find "$ROOT/.gpu/root/usr/lib" -type d | tr '\n' ':')
+      libs=$(find "$ROOT/.gpu/root/lib" "$ROOT/.gpu/root/usr/lib" -type d 2>/dev/null | tr '\n' ':')
       echo "export PATH=$ROOT/.gpu/root/usr/bin:\$PATH LD_LIBRARY_PATH=$libs\${LD_LIBRARY_PATH:-}"
       echo "export AVVP_FFMPEG=$ROOT/.gpu/root/usr/bin/ffmpeg AVVP_FFPROBE=$ROOT/.gpu/root/usr/bin/ffprobe"
     else
