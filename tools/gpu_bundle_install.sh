@@ -14,11 +14,16 @@ if [ -d gpu_bundle/wheels ]; then
   "$PY" -m pip install --quiet --no-index --no-deps --target .gpu/site --upgrade gpu_bundle/wheels/*.whl
   cp gpu_bundle/sitecustomize.py .gpu/site/
 fi
-[ -d .gpu/site ] || { echo "gpu_bundle_install: no gpu_bundle/wheels carried and nothing installed yet" >&2; exit 2; }
+unpacked=0
 for d in gpu_bundle_ffmpeg*; do  # a part carried by this call; earlier parts stay in .gpu/root
   [ -d "$d" ] || continue
   for deb in "$d"/*.deb; do dpkg -x "$deb" .gpu/root; done
+  unpacked=1
 done
+if [ ! -d .gpu/site ]; then
+  [ "$unpacked" = 1 ] && { echo "gpu_bundle_install: ffmpeg part unpacked into .gpu/root; carry gpu_bundle next"; exit 0; }
+  echo "gpu_bundle_install: no gpu_bundle/wheels carried and nothing installed yet" >&2; exit 2
+fi
 {
   echo "export PYTHONPATH=$ROOT/.gpu/site:$ROOT\${PYTHONPATH:+:\$PYTHONPATH}"
   echo "export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled"
