@@ -201,7 +201,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if name == "parse" and not video.exists():
             make_video(video)
+        available = None
+        if name == "train_memory":
+            from avvp.train.data import available_memory_bytes
+
+            available = available_memory_bytes()
+            need = PEAK_FACTOR * sum(feature_bytes(store, TRAIN_FEATURES).values()) + PEAK_MARGIN
+            if available is not None and need > available:  # forced in memory: the kernel may kill it
+                print(f"train_memory: needs ~{need / GB:.1f} GB, {available / GB:.1f} GB available now "
+                      "(data.mmap=auto would read from disk)", flush=True)
         row = run_stage(name, commands[name], work, env)
+        if available is not None:
+            row["available_bytes_before"] = available
         if name == "import" and store.exists():
             result["store_bytes"] = store.stat().st_size
             result["feature_bytes"] = feature_bytes(store, ("vggish", "resnet152", "r2plus1d", "clip", "clap_tokens"))
