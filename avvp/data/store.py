@@ -178,6 +178,68 @@ class _Closing:
 _C = TypeVar("_C", bound=_Closing)
 
 
+# Reads go through at most this much temporary memory beyond their output (rows not read straight into it).
+READ_BLOCK_BYTES = 16 << 20
+# A run of at least this many consecutive store rows, requested in store order, is read straight into
+# the output as one slice; shorter runs go through the block buffer in store order.
+DIRECT_RUN_ROWS = 8
+
+
+def read_rows(ds: h5py.Dataset, rows: np.ndarray | None, dtype: Any = None) -> np.ndarray:
+    """Rows `rows` of a numeric dataset (any order, repeats allowed; None: all rows) as one new array.
+
+    The output is allocated once and every row is written into it once. Runs of consecutive rows that
+    are asked for in store order (a split stored as one contiguous range is one run) are read by HDF5
+    straight into the output slice, converting to `dtype` on the way; the remaining rows are read in
+    increasing store order, in blocks of at most READ_BLOCK_BYTES, and scattered to their positions.
+    """
+    out_dtype = np.dtype(ds.dtype if dtype is None else dtype)
+    if rows is None:
+        out = np.empty(ds.shape, dtype=out_dtype)
+        if out.size:
+            ds.read_direct(out)
+        return out
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    n = len(rows)
+    out = np.empty((n,) + tuple(ds.shape[1:]), dtype=out_dtype)
+    if n == 0 or out.size == 0:
+        return out
+    if rows.min() < 0 or rows.max() >= ds.shape[0]:
+        raise IndexError(f"{ds.name}: rows {int(rows.min())}..{int(rows.max())} outside 0..{ds.shape[0] - 1}")
+    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts, ends = np.concatenate(([0], cuts)), np.concatenate((cuts, [n]))
+    direct = (ends - starts) >= DIRECT_RUN_ROWS
+    for s, e in zip(starts[direct], ends[direct]):
+        ds.read_direct(out, np.s_[rows[s] : rows[s] + (e - s)], np.s_[s:e])
+    if direct.all():
+        return out
+    positions = np.concatenate([np.arange(s, e) for s, e in zip(starts[~direct], ends[~direct])])
+    _scatter_rows(ds, rows[positions], positions, out)
+    return out
+
+
+def _scatter_rows(ds: h5py.Dataset, rows: np.ndarray, positions: np.ndarray, out: np.ndarray) -> None:
+    """out[positions] = ds[rows], read in increasing row order through one bounded block at a time."""
+    order = np.argsort(rows, kind="stable")
+    rows, positions = rows[order], positions[order]
+    row_bytes = max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * max(ds.dtype.itemsize, out.dtype.itemsize))
+    span = max(1, READ_BLOCK_BYTES // row_bytes)  # store rows one block may cover
+    i, m = 0, len(rows)
+    while i < m:
+        lo = int(rows[i])
+        j = int(np.searchsorted(rows, lo + span, side="left"))
+        hi = int(rows[j - 1]) + 1
+        wanted = np.unique(rows[i:j])
+        if 2 * len(wanted) >= hi - lo:  # dense: one slice, a few unwanted rows read along
+            block = ds[lo:hi]
+            out[positions[i:j]] = block[rows[i:j] - lo]
+        else:  # sparse: only the wanted rows (h5py needs them increasing, which they are)
+            block = ds[wanted]
+            out[positions[i:j]] = block[np.searchsorted(wanted, rows[i:j])]
+        del block
+        i = j
+
+
 # --------------------------------------------------------------------------------------------- reading
 class Store(_Closing):
     """Read access to a store file. Use as a context manager or call `close()`.
@@ -273,21 +335,21 @@ class Store(_Closing):
             return np.ones(len(self), dtype=bool)
         return np.zeros(len(self), dtype=bool)
 
-    def read(self, path: str, ids: Sequence[str] | None = None) -> np.ndarray:
+    def read(self, path: str, ids: Sequence[str] | None = None, *, dtype: Any = None) -> np.ndarray:
+        """The array at `path`, rows in the order of `ids` (default: all rows), as `dtype` (default: stored).
+
+        The output is allocated once and filled in place (`read_rows`): no full-size intermediate copy,
+        so reading N bytes of features costs N bytes of memory plus one bounded block.
+        """
         path = path.strip("/")
         if path not in self._f:
             raise StoreError(f"{self.path} has no array /{path}")
         ds = self._f[path]
+        if ds.dtype.kind == "O":
+            return _read_str(ds) if ids is None or not _is_per_video(path) else _read_str(ds)[self.index(ids)]
         if ids is None or not _is_per_video(path):
-            return _read_str(ds) if ds.dtype.kind == "O" else ds[()]
-        rows = self.index(ids)
-        order = np.argsort(rows, kind="stable")
-        sorted_rows = rows[order]
-        unique_rows, inverse = np.unique(sorted_rows, return_inverse=True)
-        data = ds[unique_rows] if len(unique_rows) else ds[0:0]
-        out = np.empty((len(rows),) + ds.shape[1:], dtype=data.dtype)
-        out[order] = data[inverse]
-        return out
+            return read_rows(ds, None, dtype)
+        return read_rows(ds, self.index(ids), dtype)
 
     def failures(self) -> list[Failure]:
         if "failures/id" not in self._f:

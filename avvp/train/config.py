@@ -33,7 +33,10 @@ class DataConfig:
     visual: str = "resnet152"  # /features/<visual>
     motion: str | None = "r2plus1d"  # /features/<motion>, or None for no 3D stream
     labels: str = "weak"  # weak | pseudo (/pseudo/*) | refined (/labels/refined_*)
-    mmap: bool = False  # read batches from the HDF5 file instead of loading the features into memory
+    # read batches from the HDF5 file (true) or load the features into memory (false); null = auto: memory
+    # unless the features would not fit in the memory available (avvp.train.data.choose_reader); the
+    # resolved choice is what the run's config.yaml records
+    mmap: bool | None = None
     annotations: str = "2024"  # LLP eval CSV version when the store has no /gt (real LLP stores)
     eval_batch_size: int = 256  # inference only; does not change results
 
@@ -90,6 +93,10 @@ class ExperimentConfig:
         from avvp.models.base import options_from_mapping
         from avvp.train.labels import LABEL_KINDS
 
+        if self.data.mmap == "auto":
+            self.data.mmap = None
+        if self.data.mmap not in (None, True, False):
+            raise ValueError(f"data.mmap must be true, false or null (auto), got {self.data.mmap!r}")
         if self.data.labels not in LABEL_KINDS:
             raise ValueError(f"data.labels must be one of {LABEL_KINDS.names()}, got {self.data.labels!r}")
         if self.model.name not in MODELS:

@@ -3,10 +3,13 @@
 Roles: `DataConfig.audio` → batch.audio, `.visual` → batch.visual, `.motion` → batch.motion (None: no 3D
 stream). `parse_visual_arg("clip,r2plus1d")` gives (visual="clip", motion="r2plus1d").
 
-By default every feature of a split is read ONCE into memory as a float32 torch tensor; a batch is
-then a tensor index (no workers, no per-item Python). `mmap=True` keeps the features in the HDF5 file and
-reads each batch's rows from it (stores that do not fit in memory). benchmarks/train.py measures that
-the in-memory loader costs a negligible share of a training step.
+By default every feature of a split is read ONCE into memory as a float32 torch tensor (filled in place
+by `Store.read`: the peak is the features' bytes plus one bounded block); a batch is then a tensor index
+(no workers, no per-item Python). `mmap=True` keeps the features in the HDF5 file and reads each batch's
+rows from it. `mmap=None` (the default) chooses: memory unless the features would not fit in the memory
+available (`choose_reader`); the choice is logged in one line and written back into the config, so the
+run's config.yaml records it. benchmarks/train.py measures that the in-memory loader costs a negligible
+share of a training step; benchmarks/scale.py measures both readers at full LLP size.
 
 Model inputs beyond the label kind (`TrainingData(..., inputs=("teacher",))`, names of
 `avvp.train.labels.BATCH_INPUTS`) are loaded for every split; the trainer asks the model which it needs
@@ -18,6 +21,7 @@ warning; the ids are listed in `SplitData.skipped` (the trainer writes them to s
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -26,7 +30,7 @@ import numpy as np
 import torch
 
 from avvp.data.groundtruth import ground_truth_for, has_stored_ground_truth
-from avvp.data.store import Store
+from avvp.data.store import Store, read_rows
 from avvp.models.base import Batch, InputDims
 from avvp.train.checkpoint import provenance_from_store
 from avvp.train.config import DataConfig
@@ -34,6 +38,50 @@ from avvp.train.labels import Targets, load_targets
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+# in-memory features cost their bytes × this at peak (one read block, torch/numpy overhead) ...
+FEATURE_MEMORY_FACTOR = 1.15
+# ... and the rest of a training process (torch, the model, optimiser, batches) needs about this much more
+PROCESS_MARGIN_BYTES = int(1.5e9)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process can still take: MemAvailable, capped by a cgroup (v2 or v1) limit; None if unknown."""
+    values = []
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                values.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = open(limit_file).read().strip()
+            if limit != "max" and int(limit) < 1 << 60:
+                values.append(int(limit) - int(open(usage_file).read().strip()))
+        except (OSError, ValueError):
+            continue
+    if not values and hasattr(os, "sysconf"):
+        try:
+            values.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError):
+            pass
+    return max(0, min(values)) if values else None
+
+
+def choose_reader(feature_bytes: int, available: int | None) -> tuple[bool, str]:
+    """(mmap, one-line reason) for data.mmap=auto: on disk when the features would not fit in memory."""
+    need = FEATURE_MEMORY_FACTOR * feature_bytes + PROCESS_MARGIN_BYTES
+    gb = 1e9
+    if available is None:
+        return False, f"data.mmap=auto: features {feature_bytes / gb:.2f} GB, available memory unknown: in memory"
+    if need <= available:
+        return False, (f"data.mmap=auto: features {feature_bytes / gb:.2f} GB fit in the {available / gb:.2f} GB "
+                       "available: in memory")
+    return True, (f"data.mmap=auto: features {feature_bytes / gb:.2f} GB (needing ~{need / gb:.2f} GB with the "
+                  f"process) do not fit in the {available / gb:.2f} GB available: reading batches from the store "
+                  "on disk instead (data.mmap=false forces memory)")
 
 
 def parse_visual_arg(value: str) -> tuple[str, str | None]:
@@ -57,13 +105,7 @@ class H5Rows:
         return len(self.rows)
 
     def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
-        wanted = self.rows[np.asarray(idx)]
-        order = np.argsort(wanted, kind="stable")
-        uniq, inverse = np.unique(wanted[order], return_inverse=True)
-        data = self._ds[uniq]  # h5py needs increasing indices
-        out = np.empty((len(wanted),) + data.shape[1:], dtype=np.float32)
-        out[order] = data[inverse]
-        return torch.from_numpy(out)
+        return torch.from_numpy(read_rows(self._ds, self.rows[np.asarray(idx)], np.float32))
 
 
 def _take(source: torch.Tensor | H5Rows | None, idx: torch.Tensor) -> torch.Tensor | None:
@@ -136,7 +178,7 @@ class TrainingData:
                         f"`avvp-import --feats|--valor` (vggish, resnet152, r2plus1d, clip, clap_tokens), or train "
                         f"on another feature ({flag}; a preset of that feature set, e.g. --preset valor)")
             self.text = {
-                p.split("/", 1)[1]: torch.from_numpy(np.asarray(store.read(p), dtype=np.float32))
+                p.split("/", 1)[1]: torch.from_numpy(store.read(p, dtype=np.float32))
                 for p in store.arrays() if p.startswith("text/")
             }
             # per-video shape of each feature (any row: every row of an array has the same shape)
@@ -149,8 +191,16 @@ class TrainingData:
             self.layouts = {role: str(value) for role, value in recorded.items() if value is not None}
             # how each input was made (the arrays' attributes), carried into every checkpoint
             self.provenance = provenance_from_store(store, self.features, sorted(self.text))
+            if cfg.mmap is None or cfg.mmap == "auto":
+                cfg.mmap, reason = choose_reader(self.feature_bytes(store, splits), available_memory_bytes())
+                (log.warning if cfg.mmap else log.info)(reason)
             for split in splits:
                 self.splits[split] = self._load_split(store, split)
+
+    def feature_bytes(self, store: Store, splits: Sequence[str]) -> int:
+        """float32 bytes of every feature the splits would hold in memory (an upper bound: all split rows)."""
+        per_video = sum(4 * int(np.prod(shape)) for shape in self.shapes.values())
+        return per_video * sum(len(store.split_ids(split)) for split in splits)
 
     @property
     def dims(self) -> InputDims:
@@ -186,7 +236,7 @@ class TrainingData:
                 return None
             if self.cfg.mmap:
                 return H5Rows(str(store.path), f"features/{name}", rows)
-            return torch.from_numpy(np.ascontiguousarray(store.read(f"features/{name}", list(ids)), dtype=np.float32))
+            return torch.from_numpy(store.read(f"features/{name}", list(ids), dtype=np.float32))
 
         gt_a = gt_v = None
         if has_stored_ground_truth(store) or split in ("val", "test"):  # LLP annotates val and test only

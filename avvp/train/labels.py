@@ -58,7 +58,7 @@ def _read_all(store: Store, path: str, ids: Sequence[str], producer: str) -> tor
         raise MissingTargetsError(
             f"/{path} lacks {len(missing)} of {len(ids)} training videos (e.g. {missing[:5]}); {producer}"
         )
-    return torch.from_numpy(store.read(path, ids).astype(np.float32))
+    return torch.from_numpy(store.read(path, ids, dtype=np.float32))
 
 
 # every way the project offers to get the missing array (a command, an import, a flag)
@@ -82,7 +82,7 @@ def _pseudo(store: Store, ids: Sequence[str], t: Targets) -> Targets:
     t.pseudo_audio = _read_all(store, "pseudo/audio", ids, PSEUDO_HINT)
     t.pseudo_visual = _read_all(store, "pseudo/visual", ids, PSEUDO_HINT)
     if store.has("pseudo/eiou") and store.mask("pseudo/eiou")[store.index(ids)].all():
-        t.eiou = torch.from_numpy(store.read("pseudo/eiou", ids).astype(np.float32))
+        t.eiou = torch.from_numpy(store.read("pseudo/eiou", ids, dtype=np.float32))
     return t
 
 
@@ -125,7 +125,7 @@ def unmasked_teacher_labels(store: Store, ids: Sequence[str], modality: str) -> 
             "without PLSIM (`--set model.options.plsim=false`)"
         )
     rows = store.index(ids)
-    logits = store.read(teacher.zeroshot_path, ids).astype(np.float64)
+    logits = store.read(teacher.zeroshot_path, ids, dtype=np.float64)
     k = len(store.classes)
     if logits.shape[1:] != (NUM_SEGMENTS, k):
         raise MissingTargetsError(f"/{teacher.zeroshot_path} has rows of shape {logits.shape[1:]}, expected ({NUM_SEGMENTS}, {k})")
