@@ -21,7 +21,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # the import name of each distribution the extras list
 IMPORT_NAME = {"torchvision": "torchvision", "open_clip_torch": "open_clip", "laion-clap": "laion_clap",
                "transformers": "transformers", "decord": "decord", "ffmpeg-python": "ffmpeg", "soundfile": "soundfile",
-               "soxr": "soxr", "pillow": "PIL", "ray": "ray", "pyarrow": "pyarrow"}
+               "soxr": "soxr", "pillow": "PIL", "ray": "ray", "pyarrow": "pyarrow", "yt-dlp": "yt_dlp"}
 # blocked in the subprocess: everything the extras add except pillow, which matplotlib (base) depends on
 BLOCKED = sorted(set(EXTRA_MODULES["extract"] + EXTRA_MODULES["ray"]) - {"PIL"})
 
@@ -57,7 +57,8 @@ def test_base_dependencies_exclude_the_extras_packages():
     assert sorted(IMPORT_NAME[n] for n in extract) == sorted(EXTRA_MODULES["extract"])
     assert sorted(IMPORT_NAME[n] for n in ray) == sorted(EXTRA_MODULES["ray"])
     assert extras["parse"] == ["avvp[extract]"]
-    assert extras["all"] == ["avvp[extract,ray,parse]"]
+    assert sorted(IMPORT_NAME[_name(r)] for r in extras["download"]) == sorted(EXTRA_MODULES["download"])
+    assert extras["all"] == ["avvp[extract,ray,parse,download]"]
     assert "avvp[all]" in extras["cluster"]  # the Docker images (AVVP_INSTALL=...[cluster]) run every command
     assert {"pytest", "ruff"} <= {_name(r) for r in extras["dev"]}
     # make setup / tools/setup_env.sh install everything by default
