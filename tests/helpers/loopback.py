@@ -95,7 +95,7 @@ class LoopbackVideos:
             def handle_error(self, request, client_address) -> None:
                 pass  # clients that hang up (timeouts, killed downloads) are part of the tests
 
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", self.port), Handler)  # port 0: a free one
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
