@@ -203,3 +203,14 @@ def test_manifest_survives_a_torn_last_line(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text(json.dumps(good) + "\n" + '{"id": "x", "st')
     assert list(read_manifest(tmp_path / MANIFEST_NAME)) == ["abcdefghijk_0_10"]
     os.remove(tmp_path / MANIFEST_NAME)
+
+
+def test_split_and_ids_select_rows(tmp_path):
+    from avvp.data import llp
+
+    train, test = llp.split_ids("train")[:2], llp.split_ids("test")[:2]
+    csv = _csv(tmp_path / "full.csv", list(train) + list(test))
+    assert [r.id for r in read_requests(csv, split="test")[0]] == list(test)
+    (tmp_path / "ids.txt").write_text(f"{train[1][:11]}\n{test[0]}\n")
+    assert [r.id for r in read_requests(csv, ids_file=tmp_path / "ids.txt")[0]] == [train[1], test[0]]
+    assert read_requests(csv, split="val")[0] == []
