@@ -210,7 +210,8 @@ class DownloadSummary:
         unavailable = ", ".join(f"{r} {n}" for r, n in sorted(self.by_reason.items()) if r in UNAVAILABLE_REASONS)
         failed = ", ".join(f"{r} {n}" for r, n in sorted(self.by_reason.items()) if r not in UNAVAILABLE_REASONS)
         return (f"{self.available} of {self.requested} available ({self.new} downloaded now, {self.already} already "
-                f"here); unavailable: {unavailable or '0'}; failed: {failed or '0'}; manifest {self.manifest}")
+                f"here); unavailable: {unavailable or '0'}; failed: {failed or '0'}"
+                + (f"; {self.invalid} malformed CSV row(s) skipped" if self.invalid else "") + f"; manifest {self.manifest}")
 
 
 class _Stopped(Exception):
