@@ -4,7 +4,7 @@ For every array the two sides share (by store path: a released folder maps to th
 `avvp.data.importer`), and every video both have (keyed by YouTube id when the id is an LLP filename or a
 YouTube id, else by the store id), per video:
 
-    cosine        a·b / (|a| |b|) over the flattened array (1 when both are all zeros, 0 when one is)
+    cosine        a·b / (|a| |b|) over the flattened array (1 when both are equal or all zeros, 0 when one is)
     max_rel_diff  max |a - b| / max(max |a|, max |b|)   (0 when both are all zeros)
 
 then a summary per array (median and 1st percentile of the cosine, median and 99th percentile of the
@@ -105,8 +105,8 @@ def cosine_and_max_rel(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     x = np.asarray(a, dtype=np.float64).ravel()
     y = np.asarray(b, dtype=np.float64).ravel()
     nx, ny = np.linalg.norm(x), np.linalg.norm(y)
-    if nx == 0 and ny == 0:
-        cosine = 1.0
+    if (nx == 0 and ny == 0) or np.array_equal(x, y):
+        cosine = 1.0  # exactly: float rounding of dot / (|x| |y|) may land a hair below 1 for equal arrays
     elif nx == 0 or ny == 0:
         cosine = 0.0
     else:
