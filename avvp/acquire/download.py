@@ -438,6 +438,9 @@ def download_clips(
     echo = echo or (lambda line: print(line, file=sys.stderr))
     out = Path(out)
     check_writable(out)
+    for leftover in (out / WORK_DIR_NAME).glob("*"):  # full videos / trims a killed run left behind
+        with contextlib.suppress(OSError):
+            leftover.unlink()
     manifest_path = out / MANIFEST_NAME
     done = read_manifest(manifest_path)
     summary = DownloadSummary(requested=len(requests), manifest=manifest_path)
