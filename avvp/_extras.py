@@ -2,7 +2,7 @@
 
 The base install runs avvp-import, avvp-train, avvp-eval, avvp-pseudolabel and avvp-convert-checkpoint.
 Extraction (avvp-extract, the feature computing of avvp-parse) needs `avvp[extract]`, the Ray executor
-`avvp[ray]`. The library checks the extra where the work starts (building backbones, starting Ray), so the
+`avvp[ray]`, avvp-download `avvp[download]`. The library checks the extra where the work starts (building backbones, starting Ray), so the
 Python API reports it too; the console scripts print the message as one line (`avvp.cli.reports_missing_extras`).
 The module names are the import names of the packages that pyproject.toml lists under each extra
 (tests/test_extras.py keeps the two in step).
@@ -16,6 +16,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "extract": ("torchvision", "open_clip", "laion_clap", "transformers", "decord", "ffmpeg", "soundfile", "soxr",
                 "PIL"),
     "ray": ("ray", "pyarrow"),
+    "download": ("yt_dlp",),
 }
 EXTRA_MODULES["parse"] = EXTRA_MODULES["extract"]  # avvp-parse computes features: nothing else beyond the base
 

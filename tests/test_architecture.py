@@ -15,12 +15,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "avvp"
 
 # The flow, upstream first. A module may import its own stage or an earlier one. `metrics` (the official
 # protocol over arrays; it reads only `data`) sits right after `data` because the pseudo-label report and
-# the trainer's validation use it; `demo` runs every stage through its library functions, after `parse`;
+# the trainer's validation use it; `acquire` (downloading the videos) comes before decoding; `demo` runs every stage through its library functions, after `parse`;
 # `cli` holds no logic and is imported by nothing.
 STAGES = (
     ("avvp", "avvp.registry", "avvp._env"),
     ("avvp.data",),
     ("avvp.metrics",),
+    ("avvp.acquire",),
     ("avvp.extract",),
     ("avvp.pipeline",),
     ("avvp.pseudolabels",),

@@ -21,9 +21,9 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # the import name of each distribution the extras list
 IMPORT_NAME = {"torchvision": "torchvision", "open_clip_torch": "open_clip", "laion-clap": "laion_clap",
                "transformers": "transformers", "decord": "decord", "ffmpeg-python": "ffmpeg", "soundfile": "soundfile",
-               "soxr": "soxr", "pillow": "PIL", "ray": "ray", "pyarrow": "pyarrow"}
+               "soxr": "soxr", "pillow": "PIL", "ray": "ray", "pyarrow": "pyarrow", "yt-dlp": "yt_dlp"}
 # blocked in the subprocess: everything the extras add except pillow, which matplotlib (base) depends on
-BLOCKED = sorted(set(EXTRA_MODULES["extract"] + EXTRA_MODULES["ray"]) - {"PIL"})
+BLOCKED = sorted(set(EXTRA_MODULES["extract"] + EXTRA_MODULES["ray"] + EXTRA_MODULES["download"]) - {"PIL"})
 
 BLOCKER = textwrap.dedent(f"""
     import sys
@@ -57,7 +57,8 @@ def test_base_dependencies_exclude_the_extras_packages():
     assert sorted(IMPORT_NAME[n] for n in extract) == sorted(EXTRA_MODULES["extract"])
     assert sorted(IMPORT_NAME[n] for n in ray) == sorted(EXTRA_MODULES["ray"])
     assert extras["parse"] == ["avvp[extract]"]
-    assert extras["all"] == ["avvp[extract,ray,parse]"]
+    assert sorted(IMPORT_NAME[_name(r)] for r in extras["download"]) == sorted(EXTRA_MODULES["download"])
+    assert extras["all"] == ["avvp[extract,ray,parse,download]"]
     assert "avvp[all]" in extras["cluster"]  # the Docker images (AVVP_INSTALL=...[cluster]) run every command
     assert {"pytest", "ruff"} <= {_name(r) for r in extras["dev"]}
     # make setup / tools/setup_env.sh install everything by default
@@ -96,10 +97,10 @@ def test_base_commands_run_without_the_extras(tiny_store, tmp_path):
     run = tmp_path / "run"
     code = textwrap.dedent(f"""
         import contextlib, io, json
-        from avvp.cli import convert_checkpoint, eval as eval_cli, import_feats, pseudolabel, train
+        from avvp.cli import compare, convert_checkpoint, eval as eval_cli, export, import_feats, pseudolabel, train
 
         helps = {{}}
-        for module in (import_feats, train, eval_cli, pseudolabel, convert_checkpoint):
+        for module in (import_feats, train, eval_cli, pseudolabel, convert_checkpoint, export, compare):
             buf = io.StringIO()
             with contextlib.redirect_stdout(buf):
                 try:
@@ -122,7 +123,7 @@ def test_base_commands_run_without_the_extras(tiny_store, tmp_path):
     out = _run(code, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert all(v == [0, True] for v in result["helps"].values()) and len(result["helps"]) == 5, result["helps"]
+    assert all(v == [0, True] for v in result["helps"].values()) and len(result["helps"]) == 7, result["helps"]
     assert result["rc"] == [0, 0, 0], out.stderr[-3000:]
     assert result["blocked_loaded"] == []
     assert 0 <= result["eval"]["segment"]["audio"] <= 100
@@ -181,3 +182,16 @@ def test_ray_executor_without_its_extra_names_avvp_ray(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == ("the Ray executor needs the 'ray' extra: pip install 'avvp[ray]' (or --executor "
                                   "local) (missing: ray, pyarrow)")
+
+
+def test_download_without_its_extra_names_avvp_download(tmp_path):
+    (tmp_path / "c.csv").write_text("filename\tevent_labels\nabcdefghijk_0_10\tSpeech\n")
+    code = textwrap.dedent(f"""
+        import sys
+        from avvp.cli import download
+        print("rc", download.main(["--csv", {str(tmp_path / "c.csv")!r}, "--out", {str(tmp_path / "v")!r}]), file=sys.stderr)
+    """)
+    out = _run(code, tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert lines == ["avvp-download: error: avvp-download needs the 'download' extra: pip install 'avvp[download]' "
+                     "(missing: yt_dlp)", "rc 2"], lines

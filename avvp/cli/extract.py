@@ -21,6 +21,8 @@ from avvp.pipeline.core import ExtractionConfig, announce_random
 from avvp.pipeline.executors import EXECUTORS, ExecutorOptions
 from avvp.pipeline.jobs import discover_llp, scan_folder
 
+DEFAULT_STORE = "avvp_features.h5"  # written in the current directory when --out is not given
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avvp-extract", description=__doc__, epilog=faults.EXIT_CODES_HELP,
@@ -28,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=Path, required=True, help="folder of video files (searched recursively)")
     p.add_argument("--csv", type=Path, help="LLP CSV (filename, event_labels): ids, splits and weak labels come from it")
     p.add_argument("--backbone", action="append", required=True, choices=BACKBONES.names(), help="repeatable")
-    p.add_argument("--out", type=Path, help="HDF5 store to create or complete (required unless --dump-inputs)")
+    p.add_argument("--out", type=Path, help=f"HDF5 store to create or complete (default ./{DEFAULT_STORE}; its path is printed)")
     p.add_argument("--profile", choices=PROFILES, default="reference",
                    help="network inputs: 'reference' = exactly what the official AVVP/VALOR pipelines fed each "
                         "network (default); 'clean' = no JPEG round trip, anti-aliased resampling (docs/decoding.md)")
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.out is None and args.dump_inputs is None:
-        parser.error("--out is required (or --dump-inputs DIR)")
+        args.out = Path(DEFAULT_STORE)
     saved = (lambda: describe_saved(args.out)) if args.out is not None else None
     with faults.guard("avvp-extract", saved=saved) as fault:
         return run(args)
@@ -150,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"avvp-extract: {err}", file=sys.stderr)
         return faults.EXIT_USAGE
     summary.print()
+    print(f"avvp-extract: store {args.out.resolve()}", file=sys.stderr)
     return faults.EXIT_PARTIAL if (summary.failed or missing) else faults.EXIT_OK
 
 

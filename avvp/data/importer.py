@@ -11,9 +11,14 @@ Rows are joined with the LLP CSVs (id = the LLP filename, split, weak labels). A
 some folders is imported with what exists (its `/masks/<array>` entry is false for the rest), so a subset
 of LLP works. A missing-from-LLP id, an unreadable file or a wrongly shaped array becomes a failure row
 (stage `import:<folder>`), never a crash. Re-running is an upsert: nothing is duplicated.
+
+A folder written by `avvp-export` has a `PROVENANCE.json` at its release root: its arrays are imported
+with the attributes recorded there (backbone, weights, profile, precision, ...), so an export imports
+back to the store it came from; the original releases have none and get the `released:` attributes.
 """
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +92,21 @@ def released_array(store_path: str) -> ReleasedArray | None:
     return next((s for s in AVVP_FEATS + VALOR_RELEASE if s.store_path == store_path), None)
 
 
+PROVENANCE_NAME = "PROVENANCE.json"  # written by avvp-export (avvp.data.export) at a release root
+
+
+def read_provenance(root: str | Path) -> dict[str, dict]:
+    """Per folder, the store attributes an export recorded at a release root ({} for the original releases)."""
+    path = Path(root) / PROVENANCE_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    return {folder: dict(entry.get("attrs", {})) for folder, entry in data.get("folders", {}).items()}
+
+
 @dataclass
 class ImportSummary:
     videos: int = 0
@@ -121,6 +141,7 @@ def import_released(
 ) -> ImportSummary:
     """Import the given release folders into the store at `out` (created if missing)."""
     sources: list[tuple[Path, ReleasedArray]] = []
+    recorded: dict[ReleasedArray, dict] = {}  # attributes an export recorded for its folders
     for root, specs in ((feats_dir, AVVP_FEATS), (valor_dir, VALOR_RELEASE)):
         if root is None:
             continue
@@ -131,6 +152,8 @@ def import_released(
         if not present:
             raise FileNotFoundError(f"{root} has none of the folders {[s.folder for s in specs]}")
         sources.extend(present)
+        provenance = read_provenance(root)
+        recorded.update({s: provenance[s.folder] for _, s in present if s.folder in provenance})
     if not sources:
         raise ValueError("nothing to import: give --feats and/or --valor")
 
@@ -159,7 +182,7 @@ def import_released(
                     writer.add_failure(filename, stage, f"{path}: {err}")
                     continue
                 resolved.append(stage)
-                attrs[spec.store_path] = {
+                attrs[spec.store_path] = recorded.get(spec) or {
                     "backbone": spec.backbone,
                     "weights": f"released:{spec.release}",
                     "random_weights": False,

@@ -278,7 +278,7 @@ class StoreSink:
                     attrs[path] = backbone.store_attrs(self.specs[name][path])
             if job.weak is not None:
                 arrays["labels/weak"] = job.weak
-            record = VideoRecord(job.id, source=job.path, split=job.split, duration=result.duration, has_audio=result.has_audio)
+            record = VideoRecord(job.id, source=job.source or job.path, split=job.split, duration=result.duration, has_audio=result.has_audio)
             self.writer.add_video(record, arrays, attrs, resolves=["decode", *result.arrays])
         if result.failures:
             self.failed += 1

@@ -10,15 +10,25 @@ Two inputs:
 - an LLP CSV plus a folder: one job per CSV row (id = the LLP filename, e.g. `BjCEufrlXm4_20_30`), the
   file found as `<filename>.<ext>` or `<ytid>.<ext>` (the official download script's naming) anywhere in
   the folder; rows without a file become `missing` failures.
+
+A folder that `avvp-download` filled has a `manifest.jsonl`: a clip it lists as ok gets the manifest's
+source information (URL, yt-dlp format, resolution, sha256, trim, tool versions, and whether the file on
+disk still has that sha256) as its store `source`, a JSON object (docs/store.md). The manifest and the
+download's work folder are not videos: neither is a job nor a skipped file.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import Counter
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from avvp.acquire.manifest import MANIFEST_NAME, WORK_DIR_NAME, ManifestRecord, records_by_ytid
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".flv", ".mpg", ".mpeg", ".ts", ".3gp", ".ogv", ".wmv"}
@@ -35,6 +45,7 @@ class VideoJob:
     path: str
     split: str = ""
     weak: np.ndarray | None = None  # (K,) uint8 when the input was an LLP CSV
+    source: str = ""  # the store's /videos/source; empty = the path
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,41 @@ class FolderScan:
 
 
 def _walk(root: Path) -> list[Path]:
-    return sorted(Path(dirpath) / name for dirpath, _dirs, names in os.walk(root) for name in names)
+    found = []
+    for dirpath, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != WORK_DIR_NAME]  # a download's unfinished files are not clips
+        found.extend(Path(dirpath) / n for n in names if not (n == MANIFEST_NAME and Path(dirpath) == root))
+    return sorted(found)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def downloaded_source(path: Path, record: ManifestRecord | None) -> str:
+    """The store `source` of a clip: its path, or with a manifest record a JSON object of the path plus the
+    record's source information and whether the file still has the recorded sha256."""
+    if record is None:
+        return ""
+    info = {"path": str(path), "ytid": record.ytid, **record.source_info()}
+    info["sha256_matches"] = _sha256(path) == record.sha256
+    return json.dumps(info, sort_keys=True)
+
+
+def _with_sources(jobs: list[VideoJob], root: Path) -> list[VideoJob]:
+    records = records_by_ytid(root)
+    if not records:
+        return jobs
+    out = []
+    for job in jobs:
+        path = Path(job.path)
+        rec = records.get(path.stem) if path.parent == root else None
+        out.append(dataclasses.replace(job, source=downloaded_source(path, rec)) if rec else job)
+    return out
 
 
 def _video_files(root: Path) -> list[Path]:
@@ -108,7 +153,7 @@ def scan_folder(root: str | Path) -> FolderScan:
     ids = dict((p, vid) for vid, p in _relative_ids(root, videos + audio_only))
     jobs = sorted((VideoJob(id=ids[p], path=str(p)) for p in videos), key=lambda j: j.id)
     failures = [MissingVideo(ids[p], f"{AUDIO_ONLY_MESSAGE}: {p}") for p in audio_only]
-    return FolderScan(jobs, failures, skipped)
+    return FolderScan(_with_sources(jobs, root), failures, skipped)
 
 
 def discover_folder(root: str | Path) -> list[VideoJob]:
@@ -137,4 +182,4 @@ def discover_llp(root: str | Path, csv: str | Path) -> tuple[list[VideoJob], lis
         except KeyError:
             split = ""
         jobs.append(VideoJob(id=filename, path=str(path), split=split, weak=weak.labels[i]))
-    return jobs, missing
+    return _with_sources(jobs, root), missing
