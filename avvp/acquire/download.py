@@ -22,7 +22,6 @@ stand in for YouTube in tests.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from avvp._files import sha256_file
 from avvp import __version__
 from avvp._extras import require_extra
 from avvp.acquire.manifest import (
@@ -257,13 +257,6 @@ def _probe(path: Path) -> tuple[float | None, str]:
     return (float(dur) if dur not in (None, "N/A") else None), res
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def _run_ffmpeg(args: Sequence[str], stop: threading.Event) -> tuple[int, str]:
     """Run ffmpeg, killing it if the run is stopped; (return code, last stderr line)."""
@@ -393,7 +386,7 @@ class _Fetcher:
                                   format_id=format_id, resolution=resolution, source_duration=source_duration)
         final = self.out / f"{req.ytid}.mp4"
         size = tmp_clip.stat().st_size
-        digest = _sha256(tmp_clip)
+        digest = sha256_file(tmp_clip)
         os.replace(tmp_clip, final)
         return ManifestRecord(**base, status=OK, format_id=format_id, resolution=resolution or clip_res,
                               source_duration=source_duration, duration=duration, bytes=size, sha256=digest)

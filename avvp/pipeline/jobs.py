@@ -18,7 +18,6 @@ download's work folder are not videos: neither is a job nor a skipped file.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avvp._files import sha256_file
 from avvp.acquire.manifest import MANIFEST_NAME, WORK_DIR_NAME, ManifestRecord, records_by_ytid
 
 VIDEO_EXTENSIONS = frozenset(
@@ -93,13 +93,6 @@ def _walk(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def downloaded_source(path: Path, record: ManifestRecord | None) -> str:
     """The store `source` of a clip: its path, or with a manifest record a JSON object of the path plus the
@@ -107,7 +100,7 @@ def downloaded_source(path: Path, record: ManifestRecord | None) -> str:
     if record is None:
         return ""
     info = {"path": str(path), "ytid": record.ytid, **record.source_info()}
-    info["sha256_matches"] = _sha256(path) == record.sha256
+    info["sha256_matches"] = sha256_file(path) == record.sha256
     return json.dumps(info, sort_keys=True)
 
 

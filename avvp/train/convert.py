@@ -26,7 +26,6 @@ an avvp `Checkpoint` (avvp.train.checkpoint; its provenance: the released featur
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from avvp._files import sha256_file
 from avvp.data.classes import LLP_CLASSES
 from avvp.models import build_model
 from avvp.models.base import InputDims, ParsingModel
@@ -366,13 +366,6 @@ def _add_aliases(layout: OfficialLayout, out: dict[str, torch.Tensor]) -> None:
             out[f"{m.group(1)}net.{0 if m.group(2) == '1' else 2}.{m.group(3)}"] = out[name]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def convert_checkpoint(source: str, official_path: str | Path, out_path: str | Path) -> ConversionReport:
     """Read an official checkpoint file, convert it (`convert_state_dict`) and write an avvp `Checkpoint`
@@ -396,7 +389,7 @@ def convert_checkpoint(source: str, official_path: str | Path, out_path: str | P
         state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
         provenance=released_provenance(features), selection={"epoch": 0, "val": None},
         origin={"converted_from": {"source": source, "repository": LAYOUTS.get(source).repository,
-                                   "file": str(official_path), "sha256": _sha256(official_path),
+                                   "file": str(official_path), "sha256": sha256_file(official_path),
                                    "ignored_keys": report.ignored}},
         avvp_version=__version__,
     ).save(out_path)

@@ -16,21 +16,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from avvp.train.checkpoint import _plain  # attribute values as Python builtins, the checkpoint's rule
+
 
 # attributes shown first for every array (the ones a consumer compares), in this order
 KEY_ATTRS = ("backbone", "weights", "random_weights", "random_seed", "profile", "precision", "layout", "source")
 MAX_ATTR_CHARS = 80
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
 
 
 def describe(path: str | Path) -> dict[str, Any]:

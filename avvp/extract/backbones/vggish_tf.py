@@ -18,12 +18,12 @@ needed after the conversion.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
 
 # TF variable scope -> torchvggish module prefix
 TF_TO_TORCHVGGISH = {
@@ -96,13 +96,6 @@ def tf_to_torchvggish(variables: dict) -> dict:
     return state
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def checkpoint_files(checkpoint: Path) -> list[Path]:
     """The files of a checkpoint prefix: the V1 file itself, or V2's .index + .data-*."""
@@ -120,6 +113,7 @@ def convert_vggish_release(tf_checkpoint: str | Path, pca: str | Path | None, ou
 
     import torch
 
+    from avvp._files import sha256_file  # lazy: this file also runs as a script in the TensorFlow venv
     from avvp.extract.backbones.vggish import (
         PROVENANCE_FILE, VGGISH_PCA, VGGISH_TORCHVGGISH, build_vggish_network, read_pca_params,
     )
@@ -136,13 +130,13 @@ def convert_vggish_release(tf_checkpoint: str | Path, pca: str | Path | None, ou
     written = {"network": out_dir / VGGISH_TORCHVGGISH.filename}
     torch.save(state, written["network"])
     sources = {written["network"].name: {"kind": "TF checkpoint", "source": str(tf_checkpoint.resolve()),
-                                         "sha256": {f.name: sha256_of(f) for f in files}}}
+                                         "sha256": {f.name: sha256_file(f) for f in files}}}
     if pca is not None:
         eigen, means = read_pca_params(pca)  # checks the shapes
         written["pca"] = out_dir / VGGISH_PCA.filename
         torch.save({"pca_eigen_vectors": torch.from_numpy(eigen), "pca_means": torch.from_numpy(means)}, written["pca"])
         sources[written["pca"].name] = {"kind": "PCA parameters", "source": str(Path(pca).resolve()),
-                                        "sha256": {Path(pca).name: sha256_of(Path(pca))}}
+                                        "sha256": {Path(pca).name: sha256_file(Path(pca))}}
     (out_dir / PROVENANCE_FILE).write_text(json.dumps(sources, indent=1) + "\n")
     return written
 

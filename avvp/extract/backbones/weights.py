@@ -50,11 +50,12 @@ Precision (`--precision`, recorded as the `precision` attribute of every stored 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from avvp._files import sha256_file
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
 
 if TYPE_CHECKING:  # the config is only an annotation here
@@ -181,13 +182,6 @@ def file_cache_dir(spec: WeightsSpec) -> Path:
     return torch_hub_checkpoint_dir() if spec.cache == "torch_hub" else package_dir(spec.package)
 
 
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def missing_weights_message(spec: WeightsSpec, searched: list[Path], weights_dir: str | None,
                             reason: str = "") -> str:
@@ -228,7 +222,7 @@ def _verified(spec: WeightsSpec, path: Path, source: str, stream: TextIO | None 
         return ResolvedWeights(path, ident, source, None)
     # Alternative file names carry their own published prefix (torchvision's "<name>-<sha8>.pth").
     expected = spec.sha256_prefix if name == spec.filename else Path(name).stem.rsplit("-", 1)[-1]
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if digest.startswith(expected):
         return ResolvedWeights(path, ident, source, True)
     print(
