@@ -65,21 +65,12 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
             raise ValueError("--config and --preset both give the starting settings; pass one")
     else:
         cfg = preset(args.preset or args.model or "han")
-    if args.model:
-        cfg.model.name = args.model
-    if args.data:
-        cfg.data.store = args.data
-    if args.out:
-        cfg.train.out = args.out
-    if args.init_from:
-        cfg.train.init_from = args.init_from
-    if args.logger:
-        cfg.train.logger = args.logger
-    if args.audio:
-        cfg.data.audio = args.audio
     if args.visual:
         cfg.data.visual, cfg.data.motion = parse_visual_arg(args.visual)
-    for flag, attr in (("labels", ("data", "labels")), ("epochs", ("optim", "epochs")),
+    # each flag given replaces one config field (the flag's name -> (section, field))
+    for flag, attr in (("model", ("model", "name")), ("data", ("data", "store")), ("out", ("train", "out")),
+                       ("init_from", ("train", "init_from")), ("logger", ("train", "logger")),
+                       ("audio", ("data", "audio")), ("labels", ("data", "labels")), ("epochs", ("optim", "epochs")),
                        ("batch_size", ("optim", "batch_size")), ("seed", ("train", "seed")),
                        ("device", ("train", "device"))):
         value = getattr(args, flag)

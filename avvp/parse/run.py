@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from avvp.data.classes import NUM_SEGMENTS
+from avvp.data.store import Failure
 from avvp.parse.timeline import Timeline, TimelineConfig, WindowPrediction, build_timeline
 
 THUMBNAIL_HEIGHT = 54  # px, the figure's thumbnail strip
@@ -104,11 +105,12 @@ class ParseOutput:
     seconds: dict[str, float]
 
 
-@dataclass(frozen=True)
-class ParseFailure:
-    video: str
-    stage: str
-    message: str
+class ParseFailure(Failure):
+    """A video avvp-parse could not parse: the store's failure row (id = the video path, stage, message)."""
+
+    @property
+    def video(self) -> str:
+        return self.id
 
 
 def backbone_for_feature(feature: str) -> str:
