@@ -20,6 +20,7 @@ writers do once per run (and readers never see a half-written file).
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
 import os
@@ -162,11 +163,12 @@ def _read_str(ds: h5py.Dataset) -> np.ndarray:
     return np.asarray(ds.asstr()[()], dtype=object)
 
 
-class _Closing:
+class _Closing(abc.ABC):
     """`with` closes: the context-manager protocol of the store's reader and writer."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the file (and, for the writer, commit and unlock)."""
 
     def __enter__(self: _C) -> _C:
         return self
