@@ -281,6 +281,19 @@ def test_mmap_mode_serves_the_same_batches(store):
 
 
 # ------------------------------------------------------------------------------------------- curves, loggers
+def test_curves_are_redrawn_at_most_every_interval_and_always_with_the_last_epoch(store, tmp_path, monkeypatch):
+    from avvp.train import loop
+
+    drawn = []  # metrics.jsonl lines present at each redraw
+    monkeypatch.setattr(loop, "plot_curves", lambda metrics, png: drawn.append(len(Path(metrics).read_text().splitlines())))
+    Trainer(tiny_cfg(store, tmp_path / "throttled", epochs=3)).fit()
+    assert drawn == [1, 3]  # the first epoch, then the end (the 30 s interval never passed)
+    drawn.clear()
+    monkeypatch.setattr(loop, "CURVES_REDRAW_SECONDS", 0.0)
+    Trainer(tiny_cfg(store, tmp_path / "every", epochs=3)).fit()
+    assert drawn == [1, 2, 3]
+
+
 def test_run_writes_curves_png_and_tensorboard_events(store, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
