@@ -10,7 +10,8 @@ settings, each in its own child process so that its peak RSS (`wait4` ru_maxrss)
     train_memory avvp-train --preset valor --audio vggish --visual resnet152,r2plus1d, 1 epoch, data.mmap=false
     train_disk   the same with data.mmap=true, right after (the store is in the page cache)
     eval         avvp-eval of train_memory's test predictions
-    parse        avvp-parse of one 10 s video with train_memory's best.pt (random backbone weights)
+    parse        avvp-parse of one 10 s video with train_memory's best.pt (random backbone weights); the
+                 bytes it holds are its networks' weights (VGGish, ResNet-152, R(2+1)D-18, the parser)
 
 Each row: seconds, peak RSS, the float32 feature bytes the stage holds in memory, and the target
 peak ≤ 1.15 × held + 1.5 GB. Also: import videos/s (target ≥ 100) and disk epoch ÷ memory epoch (target
@@ -132,6 +133,24 @@ def feature_bytes(store: Path, names: tuple[str, ...]) -> dict[str, int]:
         return {n: int(np.prod(f[f"features/{n}"].shape)) * 4 for n in names if f"features/{n}" in f}
 
 
+def network_bytes(checkpoint: Path) -> int:
+    """Bytes of the parameters and buffers avvp-parse holds for this checkpoint: its backbones (random
+    weights, the same shapes as pretrained) and the parsing model. Parse holds no dataset features, but it
+    holds these networks for as long as it runs, so they are its `held` bytes in the peak target."""
+    import torch
+
+    from avvp.parse.run import ParseConfig, load_parser
+
+    parser = load_parser(ParseConfig(checkpoint=str(checkpoint), weights="random", device="cpu",
+                                     accept_feature_mismatch=True))
+    modules = [b.load_model() for b in parser.backbones] + [parser.model]
+    total = 0
+    for module in modules:
+        if isinstance(module, torch.nn.Module):
+            total += sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+    return total
+
+
 def epoch_seconds(run: Path) -> float | None:
     metrics = run / "metrics.jsonl"
     if not metrics.exists():
@@ -189,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_disk": [py, "-m", "avvp.cli.train", *train_args, "--out", str(work / "run_disk"), "--set", "data.mmap=true"],
         "eval": [py, "-m", "avvp.cli.eval", "--pred", str(work / "run_memory" / "predictions_test.h5"), "--split", "test"],
         "parse": [py, "-m", "avvp.cli.parse", str(video), "--checkpoint", str(work / "run_memory" / "best.pt"),
-                  "--weights", "random", "--device", "cpu", "--out", str(work / "parse_out")],
+                  "--weights", "random", "--accept-feature-mismatch", "--device", "cpu", "--out", str(work / "parse_out")],
     }
     for name in STAGES:
         if name not in stages:
@@ -220,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "train_memory":
             held_train = sum(feature_bytes(store, TRAIN_FEATURES).values())
         row["held_bytes"] = held_train if name == "train_memory" else 0
+        if name == "parse" and row["rc"] == 0:
+            row["held_bytes"] = network_bytes(work / "run_memory" / "best.pt")
+            row["held"] = "backbone and model weights"
         if name.startswith("train"):
             row["epoch_seconds"] = epoch_seconds(work / f"run_{name.split('_')[1]}")
         row["peak_target_bytes"] = int(PEAK_FACTOR * row["held_bytes"] + PEAK_MARGIN)

@@ -53,6 +53,7 @@ def test_rows_in_the_order_asked_with_repeats(small, monkeypatch, block_bytes):
         "repeats": np.array([5, 5, 7, 5, 299, 0, 7, 7]),
         "runs and strays": np.concatenate([np.arange(10, 50), [3, 290, 3], np.arange(100, 120), rng.integers(0, 300, 40)]),
         "sparse": np.array([1, 101, 201, 299, 150]),
+        "sparse with runs": np.array([151, 2, 3, 1, 150, 299, 298, 2]),  # runs read as one slice each
         "one": np.array([17]),
     }
     with Store(small) as s:
@@ -82,6 +83,10 @@ def test_float16_store_read_as_float32(tmp_path):
         got = s.read("features/big", [f"v{r:05d}" for r in (49, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 3)], dtype=np.float32)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, _expected(np.array([49, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 3]), (4,)))
+    with Store(p) as s:  # the sparse path converts too (rows far apart, one of them a run)
+        sparse = s.read("features/big", ["v00040", "v00001", "v00002", "v00030"], dtype=np.float32)
+    assert sparse.dtype == np.float32
+    np.testing.assert_array_equal(sparse, _expected(np.array([40, 1, 2, 30]), (4,)))
 
 
 def test_read_rows_out_of_range(small):
