@@ -108,12 +108,13 @@ def make_video(path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- stages
-def run_stage(name: str, argv: list[str], work: Path, env: dict) -> dict:
-    """Run one stage in a child process; its own wall time and peak RSS (ru_maxrss of wait4)."""
+def run_stage(name: str, argv: list[str], work: Path, env: dict, code: Path = ROOT) -> dict:
+    """Run one stage in a child process; its own wall time and peak RSS (ru_maxrss of wait4). The child runs
+    in `code`: `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH."""
     log = work / f"{name}.log"
     t0 = time.perf_counter()
     with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=code)
         _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     rc = os.waitstatus_to_exitcode(status)
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             if available is not None and need > available:  # forced in memory: the kernel may kill it
                 print(f"train_memory: needs ~{need / GB:.1f} GB, {available / GB:.1f} GB available now "
                       "(data.mmap=auto would read from disk)", flush=True)
-        row = run_stage(name, commands[name], work, env)
+        row = run_stage(name, commands[name], work, env, code)
         if available is not None:
             row["available_bytes_before"] = available
         if name == "import" and store.exists():
