@@ -62,7 +62,7 @@ class Interrupted(KeyboardInterrupt):
 
     A KeyboardInterrupt, so `except Exception` blocks do not swallow it and libraries that turn an interrupt
     inside their C code into their own KeyboardInterrupt (Ray's `check_signals`) still stop; the signal
-    itself is recorded by the handler (`last_signal`), so the guard names it either way."""
+    itself is recorded by the handler (`_received`), so the guard names it either way."""
 
     def __init__(self, signum: int):
         self.signum = signum
@@ -93,40 +93,34 @@ class OneLineError(Exception):
     exit_code = EXIT_USAGE
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """True for an OSError whose cause is a full device (errno ENOSPC or EDQUOT), also when wrapped
-    (`raise ... from err`) or when a library kept only the text (h5py's messages carry `errno = 28`)."""
+def _chain(err: BaseException | None) -> Iterator[BaseException]:
+    """`err`, then what it was raised from or while handling (`__cause__`, else `__context__`), each once."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, DiskFull):
-            return True
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if isinstance(err, OSError) and ("No space left on device" in str(err) or "errno = 28," in str(err)):
-            return True
+        yield err
         err = err.__cause__ or err.__context__
-    return False
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True for an OSError whose cause is a full device (errno ENOSPC or EDQUOT), also when wrapped
+    (`raise ... from err`) or when a library kept only the text (h5py's messages carry `errno = 28`)."""
+    return any(isinstance(e, DiskFull) or (isinstance(e, OSError) and (
+        e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(e) or "errno = 28," in str(e)))
+        for e in _chain(err))
 
 
 def disk_full_path(err: BaseException) -> str | None:
     """The file being written when the device filled up, when the error says (DiskFull, or OSError.filename)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, DiskFull):
-            return err.path
-        if isinstance(err, OSError) and err.filename:
-            return str(err.filename)
-        err = err.__cause__ or err.__context__
+    for e in _chain(err):
+        if isinstance(e, DiskFull):
+            return e.path
+        if isinstance(e, OSError) and e.filename:
+            return str(e.filename)
     return None
 
 
 _received: list[int] = []  # signals the handler raised for, latest last
-
-
-def last_signal() -> int | None:
-    return _received[-1] if _received else None
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:

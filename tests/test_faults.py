@@ -21,11 +21,16 @@ def test_exit_codes_are_the_project_convention_and_in_the_help_epilog():
 
 def test_every_command_documents_the_exit_codes_in_its_help():
     import importlib
+    import tomllib
+    from pathlib import Path
 
-    for name in ("extract", "train", "eval", "import_feats", "pseudolabel", "parse", "convert_checkpoint"):
-        parser = importlib.import_module(f"avvp.cli.{name}").build_parser()
-        assert parser.epilog == faults.EXIT_CODES_HELP, name
-        assert "143  interrupted by SIGTERM" in parser.format_help(), name
+    # every console script pyproject.toml declares, so that a new command cannot be left out
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert len(scripts) >= 12
+    for command, target in scripts.items():
+        parser = importlib.import_module(target.split(":")[0]).build_parser()
+        assert parser.epilog == faults.EXIT_CODES_HELP, command
+        assert "143  interrupted by SIGTERM" in parser.format_help(), command
 
 
 def test_disk_full_is_recognised_by_errno_text_or_cause():

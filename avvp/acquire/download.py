@@ -257,7 +257,6 @@ def _probe(path: Path) -> tuple[float | None, str]:
     return (float(dur) if dur not in (None, "N/A") else None), res
 
 
-
 def _run_ffmpeg(args: Sequence[str], stop: threading.Event) -> tuple[int, str]:
     """Run ffmpeg, killing it if the run is stopped; (return code, last stderr line)."""
     proc = subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -10,12 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from avvp import faults
 from avvp._env import apply_defaults
 from avvp.data.compare import CompareError, run_compare
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avvp-compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="avvp-compare", description=__doc__, epilog=faults.EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", type=Path, help="a store (.h5) or a released folder (with feats/ or CLIP/ CLAP/)")
     p.add_argument("b", type=Path, help="the other store or released folder")
     p.add_argument("--out", type=Path, default=Path("avvp_compare"),
@@ -30,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         run_compare(args.a, args.b, args.out)
     except (CompareError, OSError) as err:
         print(f"avvp-compare: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return faults.EXIT_USAGE
+    return faults.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ import argparse
 import sys
 from typing import Sequence
 
+from avvp import faults
 from avvp._env import apply_defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avvp-convert-weights", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="avvp-convert-weights", description=__doc__.split("\n\n")[0],
+                                epilog=faults.EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="backbone", required=True)
     v = sub.add_parser("vggish", help="the AudioSet TF-slim release -> torchvggish files")
     v.add_argument("--tf-checkpoint", required=True, help="vggish_model.ckpt (a V1 file or a V2 prefix)")
@@ -38,11 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = convert_vggish_release(args.tf_checkpoint, args.pca, args.out, tf_python=args.tf_python)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"avvp-convert-weights: error: {exc}", file=sys.stderr)
-        return 2
+        return faults.EXIT_USAGE
     for role, path in written.items():
         print(f"{role}: {path}")
     print(f"use: --weights-dir {args.out}")
-    return 0
+    return faults.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ EXIT_INPUT_ERROR = faults.EXIT_USAGE  # same code argparse uses for usage errors
 STANDARD_GATE = "global"  # the official protocol's gating (metrics.GATES)
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="avvp-eval",

@@ -9,13 +9,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from avvp import faults
 from avvp._env import apply_defaults
 from avvp.data.export import EXPORT_LAYOUTS, ExportError, export_release
 from avvp.data.store import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avvp-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="avvp-export", description=__doc__, epilog=faults.EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="the avvp store (HDF5)")
     p.add_argument("--out", type=Path, required=True, help="release root: avvp writes OUT/feats/..., valor OUT/CLIP|CLAP/...")
     p.add_argument("--layout", choices=sorted(EXPORT_LAYOUTS), required=True)
@@ -33,13 +35,13 @@ def main(argv: list[str] | None = None) -> int:
                                  echo=lambda line: print(f"avvp-export: {line}", file=sys.stderr))
     except (ExportError, StoreError, FileNotFoundError, OSError) as err:
         print(f"avvp-export: {err}", file=sys.stderr)
-        return 2
+        return faults.EXIT_USAGE
     for folder, count in summary.folders.items():
         print(f"avvp-export: {summary.root / folder}: {count} files", file=sys.stderr)
     if not summary.folders:
         print("avvp-export: nothing exported", file=sys.stderr)
-        return 2
-    return 3 if summary.problems else 0
+        return faults.EXIT_USAGE
+    return faults.EXIT_PARTIAL if summary.problems else faults.EXIT_OK
 
 
 if __name__ == "__main__":

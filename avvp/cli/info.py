@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from avvp import faults
 from avvp._env import apply_defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avvp-info", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="avvp-info", description=__doc__.split("\n\n")[0], epilog=faults.EXIT_CODES_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", type=Path, help="store (.h5) or checkpoint (.pt) files")
     p.add_argument("--json", action="store_true", help="one JSON object per path instead of text")
     return p
@@ -30,13 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from avvp.train.info import describe, format_description
 
-    rc = 0
+    rc = faults.EXIT_OK
     for path in args.paths:
         try:
             d = describe(path)
         except (FileNotFoundError, ValueError, OSError) as err:
             print(f"avvp-info: error: {path}: {err}", file=sys.stderr)
-            rc = 2
+            rc = faults.EXIT_USAGE
             continue
         print(json.dumps(d, default=str) if args.json else format_description(d))
     return rc

@@ -208,8 +208,7 @@ def read_rows(ds: h5py.Dataset, rows: np.ndarray | None, dtype: Any = None) -> n
         return out
     if rows.min() < 0 or rows.max() >= ds.shape[0]:
         raise IndexError(f"{ds.name}: rows {int(rows.min())}..{int(rows.max())} outside 0..{ds.shape[0] - 1}")
-    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-    starts, ends = np.concatenate(([0], cuts)), np.concatenate((cuts, [n]))
+    starts, ends = _runs(rows)
     direct = (ends - starts) >= DIRECT_RUN_ROWS
     for s, e in zip(starts[direct], ends[direct]):
         ds.read_direct(out, np.s_[rows[s] : rows[s] + (e - s)], np.s_[s:e])
@@ -247,10 +246,15 @@ def _read_runs(ds: h5py.Dataset, rows: np.ndarray, dtype: np.dtype) -> np.ndarra
     h5py's list indexing (`ds[rows]`) builds a point selection that costs ~90 ms for 16 random rows of a
     (N, 80, 2048) array against ~4 ms this way (benchmarks/scale.py's on-disk training epoch)."""
     block = np.empty((len(rows),) + tuple(ds.shape[1:]), dtype=dtype)
-    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-    for s, e in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(rows)]))):
-        ds.read_direct(block, np.s_[int(rows[s]) : int(rows[s]) + int(e - s)], np.s_[int(s) : int(e)])
+    for s, e in zip(*_runs(rows)):
+        ds.read_direct(block, np.s_[rows[s] : rows[s] + (e - s)], np.s_[s:e])
     return block
+
+
+def _runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends): the positions in `rows` where each run of consecutive row numbers begins and ends."""
+    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+    return np.concatenate(([0], cuts)), np.concatenate((cuts, [len(rows)]))
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -339,6 +343,10 @@ class Store(_Closing):
 
     def attrs(self, path: str) -> dict[str, Any]:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in self._f[path.strip("/")].attrs.items()}
+
+    def per_video(self, path: str) -> bool:
+        """Whether the array at `path` has one row per video (the store's path rule, docs/store.md)."""
+        return _is_per_video(path)
 
     def mask(self, path: str) -> np.ndarray:
         path = path.strip("/")

@@ -21,8 +21,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +92,6 @@ def _walk(root: Path) -> list[Path]:
     return sorted(found)
 
 
-
 def downloaded_source(path: Path, record: ManifestRecord | None) -> str:
     """The store `source` of a clip: its path, or with a manifest record a JSON object of the path plus the
     record's source information and whether the file still has the recorded sha256."""
@@ -112,7 +110,7 @@ def _with_sources(jobs: list[VideoJob], root: Path) -> list[VideoJob]:
     for job in jobs:
         path = Path(job.path)
         rec = records.get(path.stem) if path.parent == root else None
-        out.append(dataclasses.replace(job, source=downloaded_source(path, rec)) if rec else job)
+        out.append(replace(job, source=downloaded_source(path, rec)) if rec else job)
     return out
 
 

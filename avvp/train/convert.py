@@ -366,7 +366,6 @@ def _add_aliases(layout: OfficialLayout, out: dict[str, torch.Tensor]) -> None:
             out[f"{m.group(1)}net.{0 if m.group(2) == '1' else 2}.{m.group(3)}"] = out[name]
 
 
-
 def convert_checkpoint(source: str, official_path: str | Path, out_path: str | Path) -> ConversionReport:
     """Read an official checkpoint file, convert it (`convert_state_dict`) and write an avvp `Checkpoint`
     whose provenance is the released features the official code trained on."""

@@ -1,4 +1,4 @@
-"""`avvp-info PATH`: what a store or a checkpoint holds and how it was made, without h5py or torch.load.
+"""`avvp-info PATH`: what a store or a checkpoint holds and how it was made, without writing h5py or torch code.
 
 `describe(path)` recognises the file (HDF5 → store, anything else → checkpoint) and returns a plain
 dict; `format_description` turns it into the lines the command prints.
@@ -24,7 +24,6 @@ KEY_ATTRS = ("backbone", "weights", "random_weights", "random_seed", "profile", 
 MAX_ATTR_CHARS = 80
 
 
-
 def describe(path: str | Path) -> dict[str, Any]:
     """A description of the store or checkpoint at `path` (FileNotFoundError / ValueError otherwise)."""
     import h5py
@@ -47,10 +46,9 @@ def describe_store(path: str | Path) -> dict[str, Any]:
         arrays = []
         for name in store.arrays():
             ds = f[name]
-            per_video = ds.shape[:1] == (len(store),) and not name.startswith(("labels/classes", "text/"))
             arrays.append({
                 "path": name, "shape": list(ds.shape), "dtype": str(ds.dtype),
-                "rows": int(store.mask(name).sum()) if per_video else None,
+                "rows": int(store.mask(name).sum()) if store.per_video(name) else None,
                 "attrs": {k: _plain(v) for k, v in store.attrs(name).items()},
             })
         failures = store.failures()

@@ -27,7 +27,6 @@ DIMS = InputDims(audio=(10, 12), visual=(80, 16), motion=(10, 8))
 TINY = dict(hidden=16, ff=16, occ_dim=4)
 
 
-
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 def make_batch(b: int = 4, seed: int = 0, refined: bool = True) -> Batch:

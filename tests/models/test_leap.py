@@ -29,7 +29,6 @@ DIMS = InputDims(audio=(10, 12), visual=(80, 16), motion=(10, 8), text_dims=(("c
 TINY = dict(hidden=16, heads=4, ffn=16, han_ff=16, mmpyr_levels=2, encoder="han")
 
 
-
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 def make_batch(b: int = 3, seed: int = 0, eiou: bool = True) -> Batch:

@@ -28,7 +28,6 @@ TINY_P = replace(TINY, plsim_zero_init=False)
 DIMS = InputDims(audio=(64, 24), visual=(10, 20), motion=(10, 16), text_dims=(("clap", 8), ("clip", 12)))
 
 
-
 def make_batch(b: int = 4, seed: int = 0, planted: bool = False) -> Batch:
     g = torch.Generator().manual_seed(seed)
     pa = (torch.rand(b, 10, K, generator=g) > 0.85).float()

@@ -35,7 +35,6 @@ def make_batch(b: int = 4, seed: int = 0, k: int = K) -> Batch:
     )
 
 
-
 def planted_batch(b: int = 16, seed: int = 0, k: int = K) -> Batch:
     """Labels a model can learn: each feature is the sum of class directions of its segment's labels."""
     g = torch.Generator().manual_seed(seed)

@@ -25,7 +25,6 @@ TINY = {"han": {"hidden": 16, "ff": 16}, "mmpyr": {"hidden": 16, "ffn": 16, "hea
         "ma": {"hidden": 16, "ff": 16, "stage": 1}}
 
 
-
 def make_batch(dims: InputDims, b: int = 3, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     weak = (torch.rand(b, K, generator=g) < 0.15).float()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers.extraction import jobs_with_a_decode_failure
 
-from avvp.data.store import Store, _is_per_video
+from avvp.data.store import Store
 from avvp.pipeline.core import ExtractionConfig
 from avvp.pipeline.local import prefetched, run_local
 
@@ -24,7 +24,7 @@ def store_contents(path) -> dict:
     with Store(path) as s:
         out = {"ids": list(s.ids), "failures": sorted((f.id, f.stage, f.message) for f in s.failures())}
         for name in s.arrays():
-            out[name] = (s.read(name), s.mask(name) if _is_per_video(name) else None, s.attrs(name))
+            out[name] = (s.read(name), s.mask(name) if s.per_video(name) else None, s.attrs(name))
     return out
 
 

@@ -49,6 +49,13 @@ def inputs(source: str, b: int = 2, seed: int = 1):
     return batch, (audio, visual, st)
 
 
+def assert_official_outputs(out, video, audio_video, visual_video, audio_seg, visual_seg) -> None:
+    """Our five outputs equal the official network's (fp32 arithmetic order only)."""
+    for ours, theirs in ((out.video, video), (out.audio_video, audio_video), (out.visual_video, visual_video),
+                         (out.audio_seg, audio_seg), (out.visual_seg, visual_seg)):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_every_source_is_registered():
     assert set(LAYOUTS.names()) == set(LAYOUT_TABLES)
 
@@ -91,9 +98,7 @@ def test_mmil_networks_match_the_official_forward(source):
               "valor++": dict(sequential=True, heads=8, layers=4)}[source]
     g, pa, pv, fp = ref.mmil_forward(official, a, v, st, **kwargs)
     out = model(batch)
-    for ours, theirs in ((out.video, g), (out.audio_video, pa), (out.visual_video, pv),
-                         (out.audio_seg, fp[:, :, 0]), (out.visual_seg, fp[:, :, 1])):
-        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert_official_outputs(out, g, pa, pv, fp[:, :, 0], fp[:, :, 1])
 
 
 @torch.no_grad()
@@ -109,9 +114,7 @@ def test_mmpyramid_matches_the_official_forward_in_its_output_order():
     batch, (a, v, st) = inputs("mmpyr")
     g, pa, pv, fp = ref.mmpyr_forward(official, a, v, st)
     out = model(batch)
-    for ours, theirs in ((out.video, g), (out.audio_video, pa), (out.visual_video, pv),
-                         (out.audio_seg, fp[:, :, 0]), (out.visual_seg, fp[:, :, 1])):
-        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert_official_outputs(out, g, pa, pv, fp[:, :, 0], fp[:, :, 1])
 
 
 @torch.no_grad()
@@ -121,9 +124,7 @@ def test_leap_matches_the_official_forward_with_its_glove_rows():
     batch, (a, v, st) = inputs("leap")
     g, pa, pv, fa, fv = ref.leap_forward(official, a, v, st, model.labels.table)
     out = model(batch)
-    for ours, theirs in ((out.video, g), (out.audio_video, pa), (out.visual_video, pv), (out.audio_seg, fa),
-                         (out.visual_seg, fv)):
-        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert_official_outputs(out, g, pa, pv, fa, fv)
 
 
 @torch.no_grad()
@@ -134,9 +135,7 @@ def test_mmcse_matches_the_official_forward():
     batch, (a, v, st) = inputs("mmcse")
     g, pa, pv, fp = ref.mmcse_forward(official, a, v, st)
     out = model(batch)
-    for ours, theirs in ((out.video, g), (out.audio_video, pa), (out.visual_video, pv),
-                         (out.audio_seg, fp[:, :, 0]), (out.visual_seg, fp[:, :, 1])):
-        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert_official_outputs(out, g, pa, pv, fp[:, :, 0], fp[:, :, 1])
 
 
 @torch.no_grad()
@@ -148,9 +147,7 @@ def test_cvcms_matches_the_official_forward():
     batch, (a, v, st) = inputs("cvcms")
     g, pa, pv, fp = ref.cvcms_forward(official, a, v, st)
     out = model(batch)
-    for ours, theirs in ((out.video, g), (out.audio_video, pa), (out.visual_video, pv),
-                         (out.audio_seg, fp[:, :, 0]), (out.visual_seg, fp[:, :, 1])):
-        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert_official_outputs(out, g, pa, pv, fp[:, :, 0], fp[:, :, 1])
 
 
 def test_bad_checkpoints_are_refused_with_the_offending_keys():

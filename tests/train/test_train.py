@@ -25,7 +25,6 @@ TINY_DIMS = (("vggish", 12), ("clap", 12), ("clap_tokens", 8), ("resnet152", 16)
 TINY_HAN = ["--set", "model.options.hidden=16", "--set", "model.options.ff=16"]
 
 
-
 def write_valor_pseudo(path: Path) -> None:
     """VALOR's rule computed here, independently of avvp.pseudolabels: weak[c] and logit[t,c] > thr[c]."""
     with Store(path) as s:

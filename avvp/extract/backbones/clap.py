@@ -97,7 +97,6 @@ CLAP_RECIPES = {
 }
 
 
-
 def clap_weights_spec(filename: str) -> WeightsSpec:
     """The WeightsSpec of one of laion's checkpoint files. Its cache is laion_clap's own download location
     (the package directory, where `load_ckpt(model_id=...)` puts it); the stored id is

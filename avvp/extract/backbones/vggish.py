@@ -109,7 +109,6 @@ VGGISH_PCA = WeightsSpec(
 )
 
 
-
 @dataclass(frozen=True)
 class VGGishOptions(BackboneOptions):
     batch_examples: int = option_field(256, "0.96 s examples per forward pass (default 256)")

@@ -96,7 +96,6 @@ def tf_to_torchvggish(variables: dict) -> dict:
     return state
 
 
-
 def checkpoint_files(checkpoint: Path) -> list[Path]:
     """The files of a checkpoint prefix: the V1 file itself, or V2's .index + .data-*."""
     if checkpoint.is_file():

@@ -54,9 +54,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
 
 from avvp._files import sha256_file
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
 
 if TYPE_CHECKING:  # the config is only an annotation here
     from avvp.extract.backbones.config import BackboneConfig
@@ -180,7 +180,6 @@ def package_dir(package: str) -> Path:
 def file_cache_dir(spec: WeightsSpec) -> Path:
     """Where a single-file cache keeps `spec`'s file: torch's checkpoints folder or the package's directory."""
     return torch_hub_checkpoint_dir() if spec.cache == "torch_hub" else package_dir(spec.package)
-
 
 
 def missing_weights_message(spec: WeightsSpec, searched: list[Path], weights_dir: str | None,
