@@ -5,6 +5,8 @@ import functools
 import sys
 from typing import Callable
 
+from avvp.faults import EXIT_USAGE
+
 
 def reports_missing_extras(main: Callable[..., int]) -> Callable[..., int]:
     """A console script's main(): a missing pyproject extra (avvp._extras.MissingExtra) is one line on
@@ -19,6 +21,6 @@ def reports_missing_extras(main: Callable[..., int]) -> Callable[..., int]:
         except MissingExtra as err:
             prog = main.__module__.rsplit(".", 1)[-1].replace("_", "-")
             print(f"avvp-{prog}: error: {err}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
 
     return run

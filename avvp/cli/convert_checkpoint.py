@@ -35,10 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = convert_checkpoint(args.source, args.checkpoint, args.out)
     except (ValueError, FileNotFoundError) as exc:
         print(f"avvp-convert-checkpoint: error: {exc}", file=sys.stderr)
-        return 2
+        return faults.EXIT_USAGE
     print(f"converted {args.checkpoint} (--from {args.source}): {report.mapped} tensors, {report.parameters} "
           f"parameters; {len(report.ignored)} keys of unused official modules skipped -> {args.out}")
-    return 0
+    return faults.EXIT_OK
 
 
 if __name__ == "__main__":

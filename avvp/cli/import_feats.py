@@ -24,14 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.feats is None and args.valor is None:
         print("avvp-import: give --feats and/or --valor", file=sys.stderr)
-        return 2
+        return faults.EXIT_USAGE
     try:
         summary = import_released(args.out, args.feats, args.valor)
     except (FileNotFoundError, ValueError, faults.OneLineError) as err:
         print(f"avvp-import: {err}", file=sys.stderr)
-        return 2
+        return faults.EXIT_USAGE
     print_summary(summary, args.out)
-    return 3 if summary.failures else 0
+    return faults.EXIT_PARTIAL if summary.failures else faults.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from avvp.extract.backbones.weights import PRECISIONS, WEIGHT_MODES
 from avvp.extract.decode import PROFILES
 from avvp.metrics import GATES
 
-EXIT_OK, EXIT_START, EXIT_SOME_FAILED = 0, 2, 3
+EXIT_OK, EXIT_START, EXIT_SOME_FAILED = faults.EXIT_OK, faults.EXIT_USAGE, faults.EXIT_PARTIAL
 
 
 def build_parser() -> argparse.ArgumentParser:

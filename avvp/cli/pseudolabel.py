@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         run_pseudolabels(cfg)
     except (PseudoLabelError, StoreError, FileNotFoundError, KeyError) as err:
         print(f"avvp-pseudolabel: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return faults.EXIT_USAGE
+    return faults.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import yaml
 
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
-            return 0
+            return faults.EXIT_OK
         if not cfg.data.store or not cfg.train.out:
             raise ValueError("--data and --out are required (or given by --config) unless --print-config")
         with faults.guard("avvp-train", saved=lambda: describe_last_checkpoint(cfg.train.out),

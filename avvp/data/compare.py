@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from avvp.data.importer import AVVP_FEATS, VALOR_RELEASE, ReleasedArray, read_provenance
-from avvp.data.store import Store
+from avvp.data.store import Store, plain_value
 
 COMPARED_GROUPS = ("features/", "zeroshot/", "pseudo/", "labels/weak")
 PROVENANCE_KEYS = ("backbone", "weights", "random_weights", "profile", "precision", "source", "avvp_version")
@@ -140,16 +140,6 @@ class Comparison:
     only_in_b: list[str]
 
 
-def _jsonish(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
-
-
 def compare(a_path: str | os.PathLike, b_path: str | os.PathLike) -> Comparison:
     """Compare every shared array over every shared video; CompareError when nothing is shared."""
     a, b = Side(a_path), Side(b_path)
@@ -165,8 +155,8 @@ def compare(a_path: str | os.PathLike, b_path: str | os.PathLike) -> Comparison:
             common = sorted(ka & kb)
             any_common |= bool(common)
             attrs_a, attrs_b = a.attrs(array), b.attrs(array)
-            prov = {k: (_jsonish(attrs_a.get(k)), _jsonish(attrs_b.get(k))) for k in PROVENANCE_KEYS
-                    if _jsonish(attrs_a.get(k)) != _jsonish(attrs_b.get(k))}
+            prov = {k: (plain_value(attrs_a.get(k)), plain_value(attrs_b.get(k))) for k in PROVENANCE_KEYS
+                    if plain_value(attrs_a.get(k)) != plain_value(attrs_b.get(k))}
             cos, rel, mismatch = [], [], ""
             for key in common:
                 x, y = a.row(array, key), b.row(array, key)

@@ -30,7 +30,7 @@ import numpy as np
 
 from avvp import __version__
 from avvp.data.importer import AVVP_FEATS, PROVENANCE_NAME, VALOR_RELEASE, ReleasedArray
-from avvp.data.store import Store
+from avvp.data.store import Store, plain_value
 
 # layout -> (the release root under --out, its folders)
 EXPORT_LAYOUTS: dict[str, tuple[str, tuple[ReleasedArray, ...]]] = {"avvp": ("feats", AVVP_FEATS), "valor": ("", VALOR_RELEASE)}
@@ -60,16 +60,6 @@ def nonrelease_reasons(attrs: dict[str, Any]) -> list[str]:
     if attrs.get("precision", "fp32") != "fp32":
         reasons.append(f"precision {attrs['precision']}")
     return reasons
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def release_root(out: str | os.PathLike, layout: str) -> Path:
@@ -158,9 +148,9 @@ def export_release(store_path: str | os.PathLike, out: str | os.PathLike, layout
             summary.folders[spec.folder] = written
             folders[spec.folder] = {
                 "store_array": spec.store_path, "videos": written, "dtype": spec.dtype, "shape": list(spec.shape),
-                "backbone": jsonable(attrs.get("backbone", spec.backbone)), "weights": jsonable(attrs.get("weights", "")),
-                "profile": jsonable(attrs.get("profile", "")), "precision": jsonable(attrs.get("precision", "")),
-                "not_like_release": reasons, "attrs": {k: jsonable(v) for k, v in sorted(attrs.items())},
+                "backbone": plain_value(attrs.get("backbone", spec.backbone)), "weights": plain_value(attrs.get("weights", "")),
+                "profile": plain_value(attrs.get("profile", "")), "precision": plain_value(attrs.get("precision", "")),
+                "not_like_release": reasons, "attrs": {k: plain_value(v) for k, v in sorted(attrs.items())},
                 "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"), "avvp_version": __version__,
             }
         if summary.folders:

@@ -159,6 +159,24 @@ def _check_compatible(path: str, held: tuple[tuple[int, ...], Any, Mapping[str, 
             )
 
 
+def plain_value(value: Any) -> Any:
+    """An attribute value as Python builtins (numpy scalars and arrays, bytes, nested containers): what
+    JSON, a checkpoint's weights_only pickle and a by-value comparison all accept."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [plain_value(v) for v in value.tolist()]
+    if isinstance(value, Mapping):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(plain_value(v) for v in value)
+    if isinstance(value, list):
+        return [plain_value(v) for v in value]
+    return value
+
+
 def _read_str(ds: h5py.Dataset) -> np.ndarray:
     return np.asarray(ds.asstr()[()], dtype=object)
 

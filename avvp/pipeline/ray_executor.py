@@ -102,6 +102,13 @@ def _actor_cpus(requested: float, num_workers: int, cluster_cpus: float, on_gpu:
     return 0.0
 
 
+def _gpus_per_worker(options: ExecutorOptions, resources: dict[str, float]) -> float:
+    """--gpus-per-worker, else one GPU per actor when the cluster has GPUs (none otherwise)."""
+    if options.gpus_per_worker is not None:
+        return options.gpus_per_worker
+    return 1.0 if resources.get("GPU", 0) else 0.0
+
+
 class ClusterUnreachable(OneLineError):
     """No Ray cluster answered at --address before --connect-timeout."""
 
@@ -233,12 +240,11 @@ def run_ray(jobs: Sequence[VideoJob], cfg: ExtractionConfig, out: str, options: 
     ray = init_ray(options)
     t_start = time.perf_counter()
     if options.address and options.num_workers:
-        gpus = options.gpus_per_worker if options.gpus_per_worker is not None else (
-            1.0 if ray.cluster_resources().get("GPU", 0) else 0.0)
-        wait_for_workers(ray, options.num_workers, options.cpus_per_worker, gpus, options.connect_timeout)
+        wait_for_workers(ray, options.num_workers, options.cpus_per_worker,
+                         _gpus_per_worker(options, ray.cluster_resources()), options.connect_timeout)
     resources = ray.cluster_resources()
     gpus_available = resources.get("GPU", 0)
-    gpus_per_worker = options.gpus_per_worker if options.gpus_per_worker is not None else (1.0 if gpus_available else 0.0)
+    gpus_per_worker = _gpus_per_worker(options, resources)
     num_workers = options.num_workers or (max(1, int(gpus_available // gpus_per_worker)) if gpus_per_worker else 1)
     # the driver builds the backbones too (cheap: weights are resolved, models are built on first use):
     # it fails fast on unavailable weights before any worker starts and knows the output specs

@@ -38,6 +38,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from avvp.data.store import plain_value
 from avvp.models.base import InputDims, ParsingModel
 
 FORMAT = "avvp-checkpoint"
@@ -50,23 +51,6 @@ _V1_NUMPY_GLOBALS = ("numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._rec
 
 class CheckpointError(ValueError):
     """A file that is not an avvp checkpoint, or one this version cannot read."""
-
-
-def _plain(value: Any) -> Any:
-    """Python builtins only (what weights_only loading accepts and what compares by value)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 # ------------------------------------------------------------------------------------------ provenance
@@ -95,7 +79,7 @@ class FeatureProvenance:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FeatureProvenance":
         d = dict(d)
-        d["options"] = tuple(sorted(_plain(dict(d.get("options") or {})).items()))
+        d["options"] = tuple(sorted(plain_value(dict(d.get("options") or {})).items()))
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -134,7 +118,7 @@ def provenance_from_attrs(role: str, array: str, attrs: Mapping[str, Any]) -> Fe
     one rule, so the two compare field by field."""
     from avvp.data.importer import release_recipe
 
-    attrs = {k: _plain(v) for k, v in attrs.items()}
+    attrs = {k: plain_value(v) for k, v in attrs.items()}
     weights = attrs.get("weights")
     release = str(weights).split(":", 1)[1] if isinstance(weights, str) and weights.startswith("released:") else None
     backbone = attrs.get("backbone")
@@ -220,12 +204,12 @@ class Checkpoint:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "version": self.version, "avvp_version": self.avvp_version,
-            "model_name": self.model_name, "model_options": _plain(dict(self.model_options)),
-            "config": _plain(dict(self.config)), "classes": list(self.classes),
-            "input_dims": _plain(dataclasses.asdict(self.input_dims)),
+            "model_name": self.model_name, "model_options": plain_value(dict(self.model_options)),
+            "config": plain_value(dict(self.config)), "classes": list(self.classes),
+            "input_dims": plain_value(dataclasses.asdict(self.input_dims)),
             "features": self.features, "provenance": [p.to_dict() for p in self.provenance],
             "label_text": {k: v.detach().cpu() for k, v in self.label_text.items()},
-            "selection": _plain(dict(self.selection)), "origin": _plain(dict(self.origin)),
+            "selection": plain_value(dict(self.selection)), "origin": plain_value(dict(self.origin)),
             "model": {k: v.detach().cpu() for k, v in self.state_dict.items()},
             "resume": None if self.resume is None else dict(self.resume),
         }
@@ -354,9 +338,9 @@ def migrate_v1(d: Mapping[str, Any]) -> Checkpoint:
         origin["migrated_from"] = (f"version 1; provenance unknown (the training store {store_path} is not there)")
     if origin.get("standardization_folded"):
         provenance = tuple(dataclasses.replace(p, standardized=None) for p in provenance)
-    selection = {"epoch": int(d.get("epoch") or 0), "val": _plain(d.get("val"))}
+    selection = {"epoch": int(d.get("epoch") or 0), "val": plain_value(d.get("val"))}
     return Checkpoint(
-        model_name=str(d["model_name"]), model_options=_plain(dict(d["model_options"])), config=_plain(config),
+        model_name=str(d["model_name"]), model_options=plain_value(dict(d["model_options"])), config=plain_value(config),
         classes=tuple(d["classes"]), input_dims=dims, state_dict=dict(d["model"]), provenance=provenance,
         selection=selection, origin=origin, avvp_version=str(d.get("avvp_version", "")), version=VERSION,
     )

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from avvp.train.checkpoint import _plain  # attribute values as Python builtins, the checkpoint's rule
+from avvp.data.store import plain_value  # attribute values as Python builtins
 
 
 # attributes shown first for every array (the ones a consumer compares), in this order
@@ -49,12 +49,12 @@ def describe_store(path: str | Path) -> dict[str, Any]:
             arrays.append({
                 "path": name, "shape": list(ds.shape), "dtype": str(ds.dtype),
                 "rows": int(store.mask(name).sum()) if store.per_video(name) else None,
-                "attrs": {k: _plain(v) for k, v in store.attrs(name).items()},
+                "attrs": {k: plain_value(v) for k, v in store.attrs(name).items()},
             })
         failures = store.failures()
         return {
-            "kind": "store", "path": str(path), "schema": _plain(f.attrs.get("schema")),
-            "avvp_version": _plain(f.attrs.get("avvp_version")), "videos": len(store),
+            "kind": "store", "path": str(path), "schema": plain_value(f.attrs.get("schema")),
+            "avvp_version": plain_value(f.attrs.get("avvp_version")), "videos": len(store),
             "splits": dict(sorted(splits.items())), "classes": len(store.classes), "arrays": arrays,
             "failures": {"total": len(failures), "by_stage": dict(Counter(x.stage for x in failures)),
                          "first": [f"{x.id}: {x.stage}: {x.message}" for x in failures[:5]]},

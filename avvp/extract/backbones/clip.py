@@ -181,6 +181,13 @@ def seq_major_inputs(module, args, kwargs):
     return tuple(fix(a) for a in args), kwargs
 
 
+def _architecture(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The sizes of an open_clip model config that fix its architecture (what two configs must share)."""
+    return {"embed_dim": cfg["embed_dim"],
+            **{f"vision {k}": cfg["vision_cfg"][k] for k in ("layers", "width", "patch_size", "image_size")},
+            **{f"text {k}": cfg["text_cfg"][k] for k in ("layers", "width")}}
+
+
 @BACKBONES.register("clip")
 class ClipBackbone(Backbone):
     """open_clip image tower on one frame per segment, plus zero-shot scores vs VALOR's prompts."""
@@ -246,12 +253,7 @@ class ClipBackbone(Backbone):
         self.hf_config = hf_clip.read_hf_clip_config(hf.folder)
         cfg = hf_clip.open_clip_config(self.hf_config)
         if check_model:
-            expected = open_clip_model_config(self.model_name)
-            got = {"embed_dim": cfg["embed_dim"], **{f"vision {k}": cfg["vision_cfg"][k] for k in ("layers", "width", "patch_size", "image_size")},
-                   **{f"text {k}": cfg["text_cfg"][k] for k in ("layers", "width")}}
-            want = {"embed_dim": expected["embed_dim"],
-                    **{f"vision {k}": expected["vision_cfg"][k] for k in ("layers", "width", "patch_size", "image_size")},
-                    **{f"text {k}": expected["text_cfg"][k] for k in ("layers", "width")}}
+            got, want = _architecture(cfg), _architecture(open_clip_model_config(self.model_name))
             if got != want or cfg["quick_gelu"] != self.quick_gelu:
                 raise ValueError(f"clip: the transformers checkpoint {hf.folder} is not model={self.model_name} "
                                  f"(quick_gelu={self.quick_gelu}): {got}, quick_gelu={cfg['quick_gelu']}; pass "

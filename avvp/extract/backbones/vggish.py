@@ -38,8 +38,8 @@ other clips); a 10 s window at 16 kHz gives exactly 10.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
