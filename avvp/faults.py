@@ -129,10 +129,13 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
-    """SIGINT/SIGTERM raise `Interrupted` in the main thread while inside; the previous handlers come back
-    after. A signal the process inherited as ignored (e.g. SIGINT of `nohup cmd &`) stays ignored.
-    Outside the main thread (handlers cannot be installed there) this does nothing."""
+def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+                    on_signal: Callable[[int], None] | None = None) -> Iterator[None]:
+    """SIGINT/SIGTERM raise `Interrupted` in the main thread while inside (or, with `on_signal`, call it with
+    the signal number instead: a command whose worker threads finish on their own, avvp-download); the
+    previous handlers come back after. A signal the process inherited as ignored (e.g. SIGINT of
+    `nohup cmd &`) stays ignored. Outside the main thread (handlers cannot be installed there) this does
+    nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -142,7 +145,7 @@ def stop_on_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
         if current is signal.SIG_IGN:
             continue
         previous[sig] = current
-        signal.signal(sig, _raise_interrupted)
+        signal.signal(sig, _raise_interrupted if on_signal is None else (lambda signum, _frame: on_signal(signum)))
     try:
         yield
     finally:

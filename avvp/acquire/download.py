@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -39,8 +38,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from avvp import __version__, faults
 from avvp._files import sha256_file
-from avvp import __version__
 from avvp._extras import require_extra
 from avvp.acquire.manifest import (
     FAILED, MANIFEST_NAME, OK, UNAVAILABLE, UNAVAILABLE_REASONS, WORK_DIR_NAME, ManifestRecord, ManifestWriter,
@@ -76,11 +75,15 @@ def status_of(reason: str) -> str:
     return UNAVAILABLE if reason in UNAVAILABLE_REASONS else FAILED
 
 
+# the official scripts' encode of a clip (both trims use it)
+ENCODE_ARGS = ("-vcodec", "libx264", "-acodec", "aac", "-strict", "-2")
+
+
 def official_trim_args(ffmpeg: str, source: str, start: float, out: str, seconds: float = CLIP_SECONDS,
                        loglevel: str = "-8") -> list[str]:
     """The official scripts' trim command as an argument list (their `str(float)` number formatting)."""
-    return [ffmpeg, "-ss", str(float(start)), "-i", str(source), "-t", str(float(seconds)), "-vcodec", "libx264",
-            "-acodec", "aac", "-strict", "-2", str(out), "-y", "-loglevel", loglevel]
+    return [ffmpeg, "-ss", str(float(start)), "-i", str(source), "-t", str(float(seconds)), *ENCODE_ARGS,
+            str(out), "-y", "-loglevel", loglevel]
 
 
 @dataclass(frozen=True)
@@ -99,22 +102,17 @@ class InvalidRow:
 
 def parse_clip_row(text: str) -> ClipRequest:
     """A CSV filename `<11-char ytid>_<start>_<end>` as the official scripts read it (start = the field
-    after the id); ValueError with the reason otherwise."""
+    after the id; `avvp.data.llp.parse_clip_name`), with a YouTube-id alphabet and a start >= 0; ValueError
+    with the reason otherwise."""
+    from avvp.data.llp import parse_clip_name
+
     name = text.strip()
-    ytid, rest = name[:11], name[11:]
-    if not YTID.match(ytid):
+    if not YTID.match(name[:11]):
         raise ValueError(f"{name!r}: the first 11 characters are not a YouTube id")
-    parts = rest.split("_")
-    if len(parts) != 3 or parts[0] != "":
-        raise ValueError(f"{name!r} is not <ytid>_<start>_<end>")
-    try:
-        start = float(parts[1])
-        float(parts[2])
-    except ValueError:
-        raise ValueError(f"{name!r}: start/end are not numbers") from None
-    if start < 0:
+    clip = parse_clip_name(name)
+    if clip.start < 0:
         raise ValueError(f"{name!r}: negative start")
-    return ClipRequest(name, ytid, start)
+    return ClipRequest(name, clip.ytid, clip.start)
 
 
 def read_requests(csv: str | os.PathLike, *, split: str | None = None,
@@ -205,6 +203,13 @@ class DownloadSummary:
     @property
     def missing(self) -> int:
         return self.requested - self.available
+
+    def count(self, rec: ManifestRecord) -> None:
+        """One finished id of this run: downloaded, or counted under its reason."""
+        if rec.status == OK:
+            self.new += 1
+        else:
+            self.by_reason[rec.reason] += 1
 
     def line(self) -> str:
         unavailable = ", ".join(f"{r} {n}" for r, n in sorted(self.by_reason.items()) if r in UNAVAILABLE_REASONS)
@@ -374,7 +379,7 @@ class _Fetcher:
             args += ["-t", str(float(self.cfg.clip_seconds))]
             if len(urls) > 1:  # separate video and audio formats (YouTube's adaptive streams)
                 args += ["-map", "0:v:0", "-map", "1:a:0"]
-            args += ["-vcodec", "libx264", "-acodec", "aac", "-strict", "-2", str(tmp_clip), "-y", "-loglevel", "error"]
+            args += [*ENCODE_ARGS, str(tmp_clip), "-y", "-loglevel", "error"]
         code, last = _run_ffmpeg(args, self.stop)
         duration, clip_res = _probe(tmp_clip) if tmp_clip.exists() else (None, "")
         if code != 0 or not duration:
@@ -389,25 +394,6 @@ class _Fetcher:
         os.replace(tmp_clip, final)
         return ManifestRecord(**base, status=OK, format_id=format_id, resolution=resolution or clip_res,
                               source_duration=source_duration, duration=duration, bytes=size, sha256=digest)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event, caught: list[int]):
-    """SIGINT/SIGTERM set `stop` (and are remembered) instead of killing the process mid-write."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, _frame):
-        caught.append(signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def check_writable(out: Path) -> None:
@@ -456,7 +442,11 @@ def download_clips(
 
     bar = tqdm(total=len(todo), unit="clip", desc="avvp-download", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
-    with _stop_on_signals(stop, caught), ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+    def on_signal(signum: int) -> None:  # stop after the ids in flight instead of dying mid-write
+        caught.append(signum)
+        stop.set()
+
+    with faults.stop_on_signals(on_signal=on_signal), ThreadPoolExecutor(max_workers=cfg.workers) as pool:
         pending = {pool.submit(fetcher.fetch, req): req for req in todo}
         while pending:
             finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -467,10 +457,7 @@ def download_clips(
                     continue
                 writer.append(rec)
                 bar.update(1)
-                if rec.status == OK:
-                    summary.new += 1
-                else:
-                    summary.by_reason[rec.reason] += 1
+                summary.count(rec)
             if stop.is_set():
                 for fut in pending:
                     fut.cancel()
@@ -481,9 +468,7 @@ def download_clips(
                         rec = fut.result()
                         if rec is not None:
                             writer.append(rec)
-                            summary.new += rec.status == OK
-                            if rec.status != OK:
-                                summary.by_reason[rec.reason] += 1
+                            summary.count(rec)
                 pending.clear()
     bar.close()
     if caught:
