@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from avvp import __version__, faults
-from avvp._files import sha256_file
+from avvp._files import ensure_writable_dir, sha256_file
 from avvp._extras import require_extra
 from avvp.acquire.manifest import (
     FAILED, MANIFEST_NAME, OK, UNAVAILABLE, UNAVAILABLE_REASONS, WORK_DIR_NAME, ManifestRecord, ManifestWriter,
@@ -49,7 +49,6 @@ from avvp.acquire.manifest import (
 DEFAULT_URL_TEMPLATE = "https://www.youtube.com/watch?v={ytid}"
 CLIP_SECONDS = 10.0
 TRIMS = ("official", "range")
-YTID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 
 # yt-dlp error text -> reason class (first match wins); anything else is a network failure (retried)
 _REASON_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -104,10 +103,10 @@ def parse_clip_row(text: str) -> ClipRequest:
     """A CSV filename `<11-char ytid>_<start>_<end>` as the official scripts read it (start = the field
     after the id; `avvp.data.llp.parse_clip_name`), with a YouTube-id alphabet and a start >= 0; ValueError
     with the reason otherwise."""
-    from avvp.data.llp import parse_clip_name
+    from avvp.data.llp import YOUTUBE_ID, parse_clip_name
 
     name = text.strip()
-    if not YTID.match(name[:11]):
+    if not YOUTUBE_ID.match(name[:11]):
         raise ValueError(f"{name!r}: the first 11 characters are not a YouTube id")
     clip = parse_clip_name(name)
     if clip.start < 0:
@@ -399,10 +398,7 @@ class _Fetcher:
 def check_writable(out: Path) -> None:
     """OSError with one line unless clips and the manifest can be written in `out`."""
     try:
-        (out / WORK_DIR_NAME).mkdir(parents=True, exist_ok=True)
-        probe = out / WORK_DIR_NAME / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        ensure_writable_dir(out / WORK_DIR_NAME)
     except OSError as err:
         raise OSError(f"--out {out} is not writable: {err.strerror or err}") from None
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,11 +24,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from avvp.data.importer import AVVP_FEATS, VALOR_RELEASE, ReleasedArray, read_provenance
+from avvp.data.llp import youtube_id
 from avvp.data.store import Store, plain_value
 
 COMPARED_GROUPS = ("features/", "zeroshot/", "pseudo/", "labels/weak")
 PROVENANCE_KEYS = ("backbone", "weights", "random_weights", "profile", "precision", "source", "avvp_version")
-_CLIP_NAME = re.compile(r"^[A-Za-z0-9_-]{11}_[0-9.]+_[0-9.]+$")
 
 
 class CompareError(ValueError):
@@ -38,7 +37,7 @@ class CompareError(ValueError):
 
 def video_key(video_id: str) -> str:
     """LLP filenames compare by their YouTube id (the released files' names); other ids as they are."""
-    return video_id[:11] if _CLIP_NAME.match(video_id) else video_id
+    return youtube_id(video_id) or video_id
 
 
 class Side:

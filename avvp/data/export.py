@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,25 +28,17 @@ from typing import Any, Callable
 import numpy as np
 
 from avvp import __version__
+from avvp._files import ensure_writable_dir
 from avvp.data.importer import AVVP_FEATS, PROVENANCE_NAME, VALOR_RELEASE, ReleasedArray
+from avvp.data.llp import youtube_id
 from avvp.data.store import Store, plain_value
 
 # layout -> (the release root under --out, its folders)
 EXPORT_LAYOUTS: dict[str, tuple[str, tuple[ReleasedArray, ...]]] = {"avvp": ("feats", AVVP_FEATS), "valor": ("", VALOR_RELEASE)}
-_YTID = re.compile(r"^[A-Za-z0-9_-]{11}$")
-_CLIP_NAME = re.compile(r"^[A-Za-z0-9_-]{11}_[0-9.]+_[0-9.]+$")
 
 
 class ExportError(ValueError):
     """The export cannot start (nothing to export, output not writable); the message is one line."""
-
-
-def youtube_id(video_id: str) -> str | None:
-    """The YouTube id a released file is named by: an LLP filename's first 11 characters, or the id itself
-    when it is one; None for any other store id."""
-    if _CLIP_NAME.match(video_id):
-        return video_id[:11]
-    return video_id if _YTID.match(video_id) else None
 
 
 def nonrelease_reasons(attrs: dict[str, Any]) -> list[str]:
@@ -99,10 +90,7 @@ def export_release(store_path: str | os.PathLike, out: str | os.PathLike, layout
                 problem(f"{store.path} lacks /{s.store_path} for the {layout} folder {s.folder}; "
                         f"it has {', '.join('/' + a for a in have)}")
         try:
-            root.mkdir(parents=True, exist_ok=True)
-            probe = root / f".avvp-export-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            ensure_writable_dir(root)
         except OSError as err:
             raise ExportError(f"--out {out} is not writable: {err.strerror or err}") from None
         names: dict[str, str] = {}  # store id -> file stem

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -214,6 +215,18 @@ class ClipName:
     ytid: str
     start: float
     end: float
+
+
+YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
+CLIP_NAME = re.compile(r"^[A-Za-z0-9_-]{11}_[0-9.]+_[0-9.]+$")  # an LLP filename <ytid>_<start>_<end>
+
+
+def youtube_id(video_id: str) -> str | None:
+    """The YouTube id a released feature file is named by: an LLP filename's first 11 characters, or the id
+    itself when it is one; None for any other id."""
+    if CLIP_NAME.match(video_id):
+        return video_id[:11]
+    return video_id if YOUTUBE_ID.match(video_id) else None
 
 
 def ytid(filename: str) -> str:
