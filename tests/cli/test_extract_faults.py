@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.media import make_clip
+from tests.helpers.signals import SIGNAL_NAMES, child_env, interrupt_when
 
 import avvp.data.store as store_module  # noqa: E402
 from avvp import faults  # noqa: E402
 from avvp.cli.extract import main  # noqa: E402
 from avvp.data.store import Store, StoreWriter, saved_videos  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--backbone", "vggish", "--weights", "random", "--executor", "local", "--no-progress", "--profile", "clean",
         "--batch-size", "1", "--flush-every", "1"]
 SUMMARY = re.compile(r"(\d+) done, (\d+) failed, (\d+) already in the store")
@@ -43,18 +43,6 @@ def videos(tmp_path_factory) -> Path:
 
 def command(videos: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "avvp.cli.extract", "--videos", str(videos), "--out", str(out), *ARGS]
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
-def default_signals() -> None:
-    # what a terminal gives a command: SIGINT/SIGTERM at their defaults (a test runner may ignore them)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def assert_complete(out: Path) -> None:
@@ -89,21 +77,8 @@ def test_a_signal_saves_what_is_computed_says_so_and_a_rerun_completes(videos, t
     journal = Path(str(out) + ".journal")
     cmd = command(videos, out)
     cmd[cmd.index("--executor") + 1] = executor
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=child_env(), preexec_fn=default_signals)
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline and not list(journal.glob("*.h5")):
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before the signal: " + proc.stderr.read()[-2000:]
-    t0 = time.monotonic()
-    os.kill(proc.pid, sig)
-    err = proc.communicate(timeout=120)[1]
-    stop_seconds = time.monotonic() - t0
-    name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}[sig]
-    assert proc.returncode == 128 + sig, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
-    last = err.strip().splitlines()[-1]
-    m = re.fullmatch(rf"avvp-extract: interrupted by {name}; (\d+) videos are saved in {re.escape(str(out))}; "
+    last, stop_seconds = interrupt_when(cmd, lambda: bool(list(journal.glob("*.h5"))), sig)
+    m = re.fullmatch(rf"avvp-extract: interrupted by {SIGNAL_NAMES[sig]}; (\d+) videos are saved in {re.escape(str(out))}; "
                      r"re-run the same command to continue", last)
     assert m, last
     saved = int(m.group(1))

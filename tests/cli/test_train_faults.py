@@ -3,15 +3,14 @@ the resumed run ends with every epoch once."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.signals import SIGNAL_NAMES, interrupt_when
 
 from avvp import faults
 from avvp.cli.train import main as train_main
@@ -19,7 +18,6 @@ from avvp.data.synthetic import SyntheticConfig, generate_synthetic
 from avvp.extract.backbones import feature_specs
 from avvp.train.checkpoint import resume_state
 
-ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 8
 
 
@@ -30,11 +28,6 @@ def store(tmp_path_factory) -> Path:
                           features=("vggish", "resnet152", "r2plus1d"))
     generate_synthetic(path, syn, feature_specs(syn.features))
     return path
-
-
-def default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def epochs_logged(out: Path) -> list[int]:
@@ -48,21 +41,9 @@ def test_a_signal_keeps_last_pt_says_resume_and_resume_finishes(store, tmp_path,
     out = tmp_path / "run"
     args = ["--model", "han", "--data", str(store), "--out", str(out), "--epochs", str(EPOCHS), "--device", "cpu",
             "--no-progress", "--set", "model.options.hidden=16", "--set", "model.options.ff=16", "--set", "train.threads=1"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    proc = subprocess.Popen([sys.executable, "-m", "avvp.cli.train", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_signals)
-    deadline = time.monotonic() + 300
     # two epochs logged: last.pt (written right after an epoch's metrics line) holds at least epoch 1
-    while proc.poll() is None and time.monotonic() < deadline and len(epochs_logged(out)) < 2:
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before the signal: " + proc.stderr.read()[-2000:]
-    os.kill(proc.pid, sig)
-    err = proc.communicate(timeout=120)[1]
-    name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}[sig]
-    assert proc.returncode == 128 + sig, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
-    last = err.strip().splitlines()[-1]
-    m = re.fullmatch(rf"avvp-train: interrupted by {name}; {re.escape(str(out / 'last.pt'))} holds epoch (\d+) of {EPOCHS} "
+    last, _ = interrupt_when([sys.executable, "-m", "avvp.cli.train", *args], lambda: len(epochs_logged(out)) >= 2, sig)
+    m = re.fullmatch(rf"avvp-train: interrupted by {SIGNAL_NAMES[sig]}; {re.escape(str(out / 'last.pt'))} holds epoch (\d+) of {EPOCHS} "
                      r"\(--resume continues with epoch (\d+)\); re-run the same command with --resume to continue", last)
     assert m, last
     epoch = int(m.group(1))
