@@ -40,10 +40,12 @@ sys.path.insert(0, str(ROOT))
 from avvp.data import llp  # noqa: E402
 from avvp.data.classes import NUM_CLASSES, NUM_SEGMENTS  # noqa: E402
 from avvp.data.importer import AVVP_FEATS, VALOR_RELEASE  # noqa: E402
+# the targets are the trainer's own memory model (data.mmap=auto): peak <= factor x held + margin
+from avvp.train.data import FEATURE_MEMORY_FACTOR as PEAK_FACTOR  # noqa: E402
+from avvp.train.data import PROCESS_MARGIN_BYTES as PEAK_MARGIN  # noqa: E402
 
 FULL_N = 11849
 GB = 1e9
-PEAK_FACTOR, PEAK_MARGIN = 1.15, 1.5 * GB
 TRAIN_FEATURES = ("vggish", "resnet152", "r2plus1d")
 STAGES = ("import", "pseudolabel", "train_memory", "train_disk", "eval", "parse")
 AUDIO_FOLDERS = {"vggish", "CLAP/features"}
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             from avvp.train.data import available_memory_bytes
 
             available = available_memory_bytes()
-            need = PEAK_FACTOR * sum(feature_bytes(store, TRAIN_FEATURES).values()) + PEAK_MARGIN
+            held_train = sum(feature_bytes(store, TRAIN_FEATURES).values())
+            need = PEAK_FACTOR * held_train + PEAK_MARGIN
             if available is not None and need > available:  # forced in memory: the kernel may kill it
                 print(f"train_memory: needs ~{need / GB:.1f} GB, {available / GB:.1f} GB available now "
                       "(data.mmap=auto would read from disk)", flush=True)
@@ -237,8 +240,6 @@ def main(argv: list[str] | None = None) -> int:
             result["store_bytes"] = store.stat().st_size
             result["feature_bytes"] = feature_bytes(store, ("vggish", "resnet152", "r2plus1d", "clip", "clap_tokens"))
             row["videos_per_s"] = round(args.n / row["seconds"], 1)
-        if name == "train_memory":
-            held_train = sum(feature_bytes(store, TRAIN_FEATURES).values())
         row["held_bytes"] = held_train if name == "train_memory" else 0
         if name == "parse" and row["rc"] == 0:
             row["held_bytes"] = network_bytes(work / "run_memory" / "best.pt")
